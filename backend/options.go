@@ -1,0 +1,120 @@
+package backend
+
+import (
+	"io"
+	"log/slog"
+	"time"
+)
+
+// Option configures a backend. Options that make no sense for a backend are
+// ignored by it, not errors (the memory backend ignores pool settings).
+type Option func(*Options)
+
+// Options is the resolved configuration a backend reads. Backends build it
+// with NewOptions; users set it through the With* functions.
+type Options struct {
+	// Clock is "now" for liveness, expiry, creation times and clean-up.
+	// Its result is converted to UTC and truncated to whole seconds.
+	Clock func() time.Time
+	// UserCodeGenerator makes candidate user codes (tests inject collisions).
+	UserCodeGenerator func() (string, error)
+	// Logger receives warnings and operational messages; never nil.
+	Logger *slog.Logger
+	// Migrate: SQL backends create or upgrade the schema on open.
+	Migrate bool
+	// Pool settings for SQL backends; zero means the driver's default.
+	MaxOpenConns    int
+	MaxIdleConns    int
+	ConnMaxLifetime time.Duration
+	// CleanupBatchSize bounds the rows one clean-up statement deletes.
+	CleanupBatchSize int
+	// CleanupProgress, when set, is called after each clean-up batch with the
+	// table name and the rows deleted so far by the current call.
+	CleanupProgress func(table string, deletedSoFar int64)
+}
+
+// DefaultCleanupBatchSize is the number of rows one clean-up statement
+// deletes at most unless WithCleanupBatchSize says otherwise.
+const DefaultCleanupBatchSize = 10000
+
+// NewOptions applies opts over the defaults: the system clock, GenerateUserCode,
+// a logger that discards, migration on, DefaultCleanupBatchSize.
+func NewOptions(opts ...Option) Options {
+	o := Options{
+		Clock:             time.Now,
+		UserCodeGenerator: GenerateUserCode,
+		Logger:            slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Migrate:           true,
+		CleanupBatchSize:  DefaultCleanupBatchSize,
+	}
+	for _, opt := range opts {
+		if opt != nil {
+			opt(&o)
+		}
+	}
+	return o
+}
+
+// Now returns the clock's time in UTC, truncated to whole seconds, the form
+// every backend stores.
+func (o Options) Now() time.Time { return o.Clock().UTC().Truncate(time.Second) }
+
+// WithClock sets the backend's notion of "now" (tests inject a fake clock
+// instead of sleeping). A nil clock is ignored.
+func WithClock(clock func() time.Time) Option {
+	return func(o *Options) {
+		if clock != nil {
+			o.Clock = clock
+		}
+	}
+}
+
+// WithUserCodeGenerator replaces the user-code generator (tests inject one
+// that collides). A nil generator is ignored.
+func WithUserCodeGenerator(gen func() (string, error)) Option {
+	return func(o *Options) {
+		if gen != nil {
+			o.UserCodeGenerator = gen
+		}
+	}
+}
+
+// WithLogger sets the logger for warnings and operational messages. A nil
+// logger is ignored.
+func WithLogger(l *slog.Logger) Option {
+	return func(o *Options) {
+		if l != nil {
+			o.Logger = l
+		}
+	}
+}
+
+// WithoutMigration opens a SQL backend without creating or upgrading the schema.
+func WithoutMigration() Option { return func(o *Options) { o.Migrate = false } }
+
+// WithMaxOpenConns sets the SQL pool's maximum number of open connections.
+func WithMaxOpenConns(n int) Option { return func(o *Options) { o.MaxOpenConns = n } }
+
+// WithMaxIdleConns sets the SQL pool's maximum number of idle connections.
+func WithMaxIdleConns(n int) Option { return func(o *Options) { o.MaxIdleConns = n } }
+
+// WithConnMaxLifetime sets how long a pooled SQL connection may be reused.
+func WithConnMaxLifetime(d time.Duration) Option {
+	return func(o *Options) { o.ConnMaxLifetime = d }
+}
+
+// WithCleanupBatchSize bounds the rows one clean-up statement deletes; n <= 0
+// is ignored.
+func WithCleanupBatchSize(n int) Option {
+	return func(o *Options) {
+		if n > 0 {
+			o.CleanupBatchSize = n
+		}
+	}
+}
+
+// WithCleanupProgress registers a callback told, after each clean-up batch,
+// the table and the rows deleted so far by the running clean-up call.
+func WithCleanupProgress(fn func(table string, deletedSoFar int64)) Option {
+	return func(o *Options) { o.CleanupProgress = fn }
+}

@@ -1,0 +1,130 @@
+package backend
+
+import (
+	"encoding/json"
+	"fmt"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+)
+
+// Column limits of the DiracX schema, in characters (Unicode code points).
+const (
+	MaxClientIDLen            = 255
+	MaxScopeLen               = 1024
+	MaxSubLen                 = 256
+	MaxCodeChallengeLen       = 255
+	MaxCodeChallengeMethodLen = 8
+	MaxRedirectURILen         = 255
+)
+
+// InvalidInput returns an error wrapping ErrInvalidInput that names the field.
+func InvalidInput(field, format string, args ...any) error {
+	return fmt.Errorf("%w: %s: %s", ErrInvalidInput, field, fmt.Sprintf(format, args...))
+}
+
+// CheckString checks that value is valid UTF-8 of at most max characters and,
+// when required, not empty. The error names field and wraps ErrInvalidInput.
+func CheckString(field, value string, max int, required bool) error {
+	if required && value == "" {
+		return InvalidInput(field, "must not be empty")
+	}
+	if !utf8.ValidString(value) {
+		return InvalidInput(field, "is not valid UTF-8")
+	}
+	for i := 0; i < len(value); i++ {
+		if value[i] == 0 {
+			return InvalidInput(field, "contains a NUL character")
+		}
+	}
+	if n := utf8.RuneCountInString(value); n > max {
+		return InvalidInput(field, "is %d characters long, at most %d allowed", n, max)
+	}
+	return nil
+}
+
+// CheckDeviceFlow validates the arguments of InsertDeviceFlow.
+func CheckDeviceFlow(clientID, scope string) error {
+	if err := CheckString("client_id", clientID, MaxClientIDLen, true); err != nil {
+		return err
+	}
+	return CheckString("scope", scope, MaxScopeLen, false)
+}
+
+// CheckAuthorizationFlow validates the arguments of InsertAuthorizationFlow.
+func CheckAuthorizationFlow(clientID, scope, codeChallenge, codeChallengeMethod, redirectURI string) error {
+	for _, c := range []struct {
+		field, value string
+		max          int
+		required     bool
+	}{
+		{"client_id", clientID, MaxClientIDLen, true},
+		{"scope", scope, MaxScopeLen, false},
+		{"code_challenge", codeChallenge, MaxCodeChallengeLen, false},
+		{"code_challenge_method", codeChallengeMethod, MaxCodeChallengeMethodLen, false},
+		{"redirect_uri", redirectURI, MaxRedirectURILen, false},
+	} {
+		if err := CheckString(c.field, c.value, c.max, c.required); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// CheckRefreshToken validates the arguments of InsertRefreshToken.
+func CheckRefreshToken(jti uuid.UUID, sub, scope string) error {
+	if err := CheckJTI("jti", jti); err != nil {
+		return err
+	}
+	if err := CheckString("sub", sub, MaxSubLen, true); err != nil {
+		return err
+	}
+	return CheckString("scope", scope, MaxScopeLen, false)
+}
+
+// CheckJTI checks that id is a UUIDv7 (and so not the nil UUID).
+func CheckJTI(field string, id uuid.UUID) error {
+	if id == uuid.Nil {
+		return InvalidInput(field, "is the nil UUID")
+	}
+	if !IsUUIDv7(id) {
+		return InvalidInput(field, "%s is not a UUIDv7", id)
+	}
+	return nil
+}
+
+// CheckFlowStatus checks that s is one of the four flow statuses.
+func CheckFlowStatus(s FlowStatus) error {
+	if !s.Valid() {
+		return InvalidInput("status", "%q is not one of PENDING, READY, DONE, ERROR", string(s))
+	}
+	return nil
+}
+
+// EncodeIDToken encodes an ID token as the JSON object stored in the IDToken
+// column. A nil map, or one that does not encode as a JSON object (a value
+// json cannot encode, such as a channel or NaN), is ErrInvalidInput naming
+// "id_token".
+func EncodeIDToken(idToken map[string]any) ([]byte, error) {
+	if idToken == nil {
+		return nil, InvalidInput("id_token", "must be a JSON object, got nil")
+	}
+	b, err := json.Marshal(idToken)
+	if err != nil {
+		return nil, fmt.Errorf("%w: id_token: does not encode as a JSON object: %v", ErrInvalidInput, err)
+	}
+	return b, nil
+}
+
+// DecodeIDToken decodes a stored IDToken column; empty or JSON null gives nil.
+// Numbers decode as float64, as encoding/json does.
+func DecodeIDToken(b []byte) (map[string]any, error) {
+	if len(b) == 0 || string(b) == "null" {
+		return nil, nil
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("authdb: decode stored id token: %w", err)
+	}
+	return m, nil
+}
