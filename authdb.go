@@ -18,6 +18,7 @@ import (
 	"context"
 
 	"github.com/authdb/authdb/backend"
+	_ "github.com/authdb/authdb/backend/memory" // memory://
 )
 
 // Open opens the backend that url names, with opts applied (see the

@@ -1,0 +1,785 @@
+package memory
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/authdb/authdb/backend"
+)
+
+// ErrClosed is returned (wrapped) by every method of a Backend after Close.
+var ErrClosed = errors.New("authdb: memory backend is closed")
+
+// Scheme is the URL scheme of the memory backend: "memory://".
+const Scheme = "memory"
+
+func init() {
+	backend.Register(Scheme, open)
+}
+
+// open is the backend.Opener of "memory://". The URL must be exactly
+// "memory://" (scheme in any case): a host, path, query or fragment is an
+// error wrapping backend.ErrInvalidInput.
+func open(ctx context.Context, rawURL string, opts ...backend.Option) (backend.Backend, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("authdb: open memory backend: %w", err)
+	}
+	if backend.Scheme(rawURL) != Scheme {
+		return nil, fmt.Errorf("authdb: open memory backend: %w: url: %q is not a memory:// URL",
+			backend.ErrInvalidInput, backend.Redact(rawURL))
+	}
+	if rest := rawURL[len(Scheme)+len("://"):]; rest != "" {
+		return nil, fmt.Errorf("authdb: open memory backend: %w: url: %q: nothing may follow memory:// (got %q)",
+			backend.ErrInvalidInput, backend.Redact(rawURL), backend.Redact(rest))
+	}
+	return New(opts...), nil
+}
+
+// Backend is the in-memory backend.Backend. Create it with New; the zero
+// value is not usable. See the package documentation for its guarantees.
+type Backend struct {
+	opts backend.Options
+
+	mu     sync.Mutex
+	closed bool
+
+	// Device flows, by user code (primary) and by device-code hash.
+	deviceByUserCode map[string]*deviceFlow
+	deviceByHash     map[string]*deviceFlow
+
+	// Authorization flows, by UUID (primary) and by code hash (once issued).
+	authByUUID map[uuid.UUID]*authFlow
+	authByHash map[string]*authFlow
+
+	// Refresh tokens: each subject's tokens sorted by JTI, and the subject
+	// of every JTI.
+	subjects map[string]*subjectTokens
+	byJTI    map[uuid.UUID]*subjectTokens
+}
+
+var _ backend.Backend = (*Backend)(nil)
+
+type deviceFlow struct {
+	userCode, clientID, scope, deviceCodeHash string
+	status                                    backend.FlowStatus
+	created                                   time.Time
+	idToken                                   []byte // JSON object, nil until set
+}
+
+type authFlow struct {
+	id                                                       uuid.UUID
+	clientID, scope, challenge, challengeMethod, redirectURI string
+	codeHash                                                 string // "" until issued
+	status                                                   backend.FlowStatus
+	created                                                  time.Time
+	idToken                                                  []byte
+}
+
+// token is a refresh token as kept in its subject's slice (the subject is
+// the slice's).
+type token struct {
+	jti    uuid.UUID
+	status backend.TokenStatus
+	scope  string
+}
+
+// subjectTokens holds one subject's tokens, sorted by JTI (bytewise), so a
+// subject's listing is a copy of one contiguous slice.
+type subjectTokens struct {
+	sub    string
+	tokens []token
+}
+
+// find returns the index of jti in s.tokens and whether it is there.
+func (s *subjectTokens) find(jti uuid.UUID) (int, bool) {
+	return slices.BinarySearchFunc(s.tokens, jti, func(t token, id uuid.UUID) int {
+		return bytes.Compare(t.jti[:], id[:])
+	})
+}
+
+// New returns a new, empty in-memory backend configured by opts. Options
+// that make no sense in memory are ignored.
+func New(opts ...backend.Option) *Backend {
+	return &Backend{
+		opts:             backend.NewOptions(opts...),
+		deviceByUserCode: map[string]*deviceFlow{},
+		deviceByHash:     map[string]*deviceFlow{},
+		authByUUID:       map[uuid.UUID]*authFlow{},
+		authByHash:       map[string]*authFlow{},
+		subjects:         map[string]*subjectTokens{},
+		byJTI:            map[uuid.UUID]*subjectTokens{},
+	}
+}
+
+// begin checks the context and takes the lock; the caller must call b.mu.Unlock
+// when begin returns nil.
+func (b *Backend) begin(ctx context.Context, op string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("authdb: %s: %w", op, err)
+	}
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return fmt.Errorf("authdb: %s: %w", op, ErrClosed)
+	}
+	return nil
+}
+
+// live reports whether a flow created at created is live at now.
+func live(created, now time.Time, maxValidity time.Duration) bool {
+	return created.After(now.Add(-maxValidity))
+}
+
+// InsertDeviceFlow implements backend.Backend.
+func (b *Backend) InsertDeviceFlow(ctx context.Context, clientID, scope string) (string, string, error) {
+	const op = "insert device flow"
+	if err := ctx.Err(); err != nil {
+		return "", "", fmt.Errorf("authdb: %s: %w", op, err)
+	}
+	if err := backend.CheckDeviceFlow(clientID, scope); err != nil {
+		return "", "", fmt.Errorf("authdb: %s: %w", op, err)
+	}
+	deviceCode, err := backend.GenerateCode()
+	if err != nil {
+		return "", "", fmt.Errorf("authdb: %s: %w", op, err)
+	}
+	hash := backend.HashCode(deviceCode)
+	for range backend.MaxUserCodeAttempts {
+		userCode, err := b.opts.UserCodeGenerator()
+		if err != nil {
+			return "", "", fmt.Errorf("authdb: %s: %w", op, err)
+		}
+		now := b.opts.Now()
+		if err := b.begin(ctx, op); err != nil {
+			return "", "", err
+		}
+		if _, taken := b.deviceByUserCode[userCode]; taken {
+			b.mu.Unlock()
+			continue
+		}
+		if _, taken := b.deviceByHash[hash]; taken {
+			// 256 random bits collided: never in practice.
+			b.mu.Unlock()
+			return "", "", fmt.Errorf("authdb: %s: device code: %w", op, backend.ErrCodeCollision)
+		}
+		f := &deviceFlow{
+			userCode:       userCode,
+			clientID:       clientID,
+			scope:          scope,
+			deviceCodeHash: hash,
+			status:         backend.StatusPending,
+			created:        now,
+		}
+		b.deviceByUserCode[userCode] = f
+		b.deviceByHash[hash] = f
+		b.mu.Unlock()
+		return userCode, deviceCode, nil
+	}
+	return "", "", fmt.Errorf("authdb: %s: no free user code in %d attempts: %w",
+		op, backend.MaxUserCodeAttempts, backend.ErrCodeCollision)
+}
+
+// DeviceFlowValidateUserCode implements backend.Backend.
+func (b *Backend) DeviceFlowValidateUserCode(ctx context.Context, userCode string, maxValidity time.Duration) (string, error) {
+	const op = "validate user code"
+	code := backend.NormalizeUserCode(userCode)
+	now := b.opts.Now()
+	if err := b.begin(ctx, op); err != nil {
+		return "", err
+	}
+	defer b.mu.Unlock()
+	f := b.deviceByUserCode[code]
+	if f == nil || f.status != backend.StatusPending || !live(f.created, now, maxValidity) {
+		return "", fmt.Errorf("authdb: %s %q: %w", op, code, backend.ErrNotFound)
+	}
+	return f.scope, nil
+}
+
+// DeviceFlowInsertIDToken implements backend.Backend.
+func (b *Backend) DeviceFlowInsertIDToken(ctx context.Context, userCode string, idToken map[string]any, maxValidity time.Duration) error {
+	const op = "insert device flow id token"
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("authdb: %s: %w", op, err)
+	}
+	raw, err := backend.EncodeIDToken(idToken)
+	if err != nil {
+		return fmt.Errorf("authdb: %s: %w", op, err)
+	}
+	code := backend.NormalizeUserCode(userCode)
+	now := b.opts.Now()
+	if err := b.begin(ctx, op); err != nil {
+		return err
+	}
+	defer b.mu.Unlock()
+	f := b.deviceByUserCode[code]
+	if f == nil || f.status != backend.StatusPending || !live(f.created, now, maxValidity) {
+		return fmt.Errorf("authdb: %s %q: %w", op, code, backend.ErrNotPending)
+	}
+	f.idToken = raw
+	f.status = backend.StatusReady
+	return nil
+}
+
+// GetDeviceFlow implements backend.Backend.
+func (b *Backend) GetDeviceFlow(ctx context.Context, deviceCode string) (backend.DeviceFlow, error) {
+	const op = "get device flow"
+	hash := backend.HashCode(deviceCode)
+	if err := b.begin(ctx, op); err != nil {
+		return backend.DeviceFlow{}, err
+	}
+	f := b.deviceByHash[hash]
+	if f == nil {
+		b.mu.Unlock()
+		return backend.DeviceFlow{}, fmt.Errorf("authdb: %s: %w", op, backend.ErrNotFound)
+	}
+	snap := *f
+	b.mu.Unlock()
+	return snap.record(op)
+}
+
+// UpdateDeviceFlowStatus implements backend.Backend.
+func (b *Backend) UpdateDeviceFlowStatus(ctx context.Context, deviceCode string, status backend.FlowStatus) error {
+	const op = "update device flow status"
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("authdb: %s: %w", op, err)
+	}
+	if err := backend.CheckFlowStatus(status); err != nil {
+		return fmt.Errorf("authdb: %s: %w", op, err)
+	}
+	hash := backend.HashCode(deviceCode)
+	if err := b.begin(ctx, op); err != nil {
+		return err
+	}
+	defer b.mu.Unlock()
+	f := b.deviceByHash[hash]
+	if f == nil {
+		return fmt.Errorf("authdb: %s: %w", op, backend.ErrNotFound)
+	}
+	f.status = status
+	return nil
+}
+
+// ConsumeDeviceFlow implements backend.Backend.
+func (b *Backend) ConsumeDeviceFlow(ctx context.Context, deviceCode string, maxValidity time.Duration) (backend.DeviceFlow, error) {
+	const op = "consume device flow"
+	hash := backend.HashCode(deviceCode)
+	now := b.opts.Now()
+	if err := b.begin(ctx, op); err != nil {
+		return backend.DeviceFlow{}, err
+	}
+	f := b.deviceByHash[hash]
+	var cause error
+	switch {
+	case f == nil:
+		cause = backend.ErrNotFound
+	case f.status == backend.StatusDone:
+		cause = backend.ErrAlreadyUsed
+	case !live(f.created, now, maxValidity):
+		cause = backend.ErrExpired
+	case f.status == backend.StatusPending:
+		cause = backend.ErrAuthorizationPending
+	case f.status != backend.StatusReady:
+		cause = backend.ErrFlowFailed
+	}
+	if cause != nil {
+		b.mu.Unlock()
+		return backend.DeviceFlow{}, fmt.Errorf("authdb: %s: %w", op, cause)
+	}
+	f.status = backend.StatusDone
+	snap := *f
+	b.mu.Unlock()
+	return snap.record(op)
+}
+
+// record returns the public form of a snapshot of a stored device flow.
+func (f *deviceFlow) record(op string) (backend.DeviceFlow, error) {
+	tok, err := backend.DecodeIDToken(f.idToken)
+	if err != nil {
+		return backend.DeviceFlow{}, fmt.Errorf("authdb: %s: %w", op, err)
+	}
+	return backend.DeviceFlow{
+		UserCode:     f.userCode,
+		ClientID:     f.clientID,
+		Scope:        f.scope,
+		DeviceCode:   f.deviceCodeHash,
+		Status:       f.status,
+		CreationTime: f.created,
+		IDToken:      tok,
+	}, nil
+}
+
+// InsertAuthorizationFlow implements backend.Backend.
+func (b *Backend) InsertAuthorizationFlow(ctx context.Context, clientID, scope, codeChallenge, codeChallengeMethod, redirectURI string) (string, error) {
+	const op = "insert authorization flow"
+	if err := ctx.Err(); err != nil {
+		return "", fmt.Errorf("authdb: %s: %w", op, err)
+	}
+	if err := backend.CheckAuthorizationFlow(clientID, scope, codeChallenge, codeChallengeMethod, redirectURI); err != nil {
+		return "", fmt.Errorf("authdb: %s: %w", op, err)
+	}
+	id, err := backend.NewUUIDv7()
+	if err != nil {
+		return "", fmt.Errorf("authdb: %s: %w", op, err)
+	}
+	now := b.opts.Now()
+	if err := b.begin(ctx, op); err != nil {
+		return "", err
+	}
+	defer b.mu.Unlock()
+	if _, taken := b.authByUUID[id]; taken {
+		// 74 random bits in the same millisecond collided: never in practice.
+		return "", fmt.Errorf("authdb: %s %s: %w", op, id, backend.ErrAlreadyExists)
+	}
+	b.authByUUID[id] = &authFlow{
+		id:              id,
+		clientID:        clientID,
+		scope:           scope,
+		challenge:       codeChallenge,
+		challengeMethod: codeChallengeMethod,
+		redirectURI:     redirectURI,
+		status:          backend.StatusPending,
+		created:         now,
+	}
+	return id.String(), nil
+}
+
+// AuthorizationFlowInsertIDToken implements backend.Backend. The flow id is
+// accepted in dashed form or as 32 hex digits, any case; a string that is
+// neither names no flow: ErrNotPending.
+func (b *Backend) AuthorizationFlowInsertIDToken(ctx context.Context, flowID string, idToken map[string]any, maxValidity time.Duration) (string, string, error) {
+	const op = "insert authorization flow id token"
+	if err := ctx.Err(); err != nil {
+		return "", "", fmt.Errorf("authdb: %s: %w", op, err)
+	}
+	raw, err := backend.EncodeIDToken(idToken)
+	if err != nil {
+		return "", "", fmt.Errorf("authdb: %s: %w", op, err)
+	}
+	id, err := backend.ParseStoredUUID(flowID)
+	if err != nil {
+		return "", "", fmt.Errorf("authdb: %s %q: %w", op, flowID, backend.ErrNotPending)
+	}
+	code, err := backend.GenerateCode()
+	if err != nil {
+		return "", "", fmt.Errorf("authdb: %s: %w", op, err)
+	}
+	hash := backend.HashCode(code)
+	now := b.opts.Now()
+	if err := b.begin(ctx, op); err != nil {
+		return "", "", err
+	}
+	defer b.mu.Unlock()
+	f := b.authByUUID[id]
+	if f == nil || f.status != backend.StatusPending || !live(f.created, now, maxValidity) {
+		return "", "", fmt.Errorf("authdb: %s %s: %w", op, id, backend.ErrNotPending)
+	}
+	if _, taken := b.authByHash[hash]; taken {
+		// 256 random bits collided: never in practice.
+		return "", "", fmt.Errorf("authdb: %s %s: code: %w", op, id, backend.ErrCodeCollision)
+	}
+	if f.codeHash != "" {
+		// A flow set back to PENDING gets a new code; the old one dies.
+		delete(b.authByHash, f.codeHash)
+	}
+	f.codeHash = hash
+	f.idToken = raw
+	f.status = backend.StatusReady
+	b.authByHash[hash] = f
+	return code, f.redirectURI, nil
+}
+
+// GetAuthorizationFlow implements backend.Backend.
+func (b *Backend) GetAuthorizationFlow(ctx context.Context, code string, maxValidity time.Duration) (backend.AuthorizationFlow, error) {
+	const op = "get authorization flow"
+	hash := backend.HashCode(code)
+	now := b.opts.Now()
+	if err := b.begin(ctx, op); err != nil {
+		return backend.AuthorizationFlow{}, err
+	}
+	f := b.authByHash[hash]
+	if f == nil || !live(f.created, now, maxValidity) {
+		b.mu.Unlock()
+		return backend.AuthorizationFlow{}, fmt.Errorf("authdb: %s: %w", op, backend.ErrNotFound)
+	}
+	snap := *f
+	b.mu.Unlock()
+	return snap.record(op)
+}
+
+// UpdateAuthorizationFlowStatus implements backend.Backend.
+func (b *Backend) UpdateAuthorizationFlowStatus(ctx context.Context, code string, status backend.FlowStatus) error {
+	const op = "update authorization flow status"
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("authdb: %s: %w", op, err)
+	}
+	if err := backend.CheckFlowStatus(status); err != nil {
+		return fmt.Errorf("authdb: %s: %w", op, err)
+	}
+	hash := backend.HashCode(code)
+	if err := b.begin(ctx, op); err != nil {
+		return err
+	}
+	defer b.mu.Unlock()
+	f := b.authByHash[hash]
+	if f == nil {
+		return fmt.Errorf("authdb: %s: %w", op, backend.ErrNotFound)
+	}
+	f.status = status
+	return nil
+}
+
+// ConsumeAuthorizationFlow implements backend.Backend.
+func (b *Backend) ConsumeAuthorizationFlow(ctx context.Context, code string, maxValidity time.Duration) (backend.AuthorizationFlow, error) {
+	const op = "consume authorization flow"
+	hash := backend.HashCode(code)
+	now := b.opts.Now()
+	if err := b.begin(ctx, op); err != nil {
+		return backend.AuthorizationFlow{}, err
+	}
+	f := b.authByHash[hash]
+	var cause error
+	switch {
+	case f == nil || !live(f.created, now, maxValidity):
+		cause = backend.ErrNotFound
+	case f.status == backend.StatusDone:
+		cause = backend.ErrAlreadyUsed
+	case f.status != backend.StatusReady:
+		cause = backend.ErrFlowFailed
+	}
+	if cause != nil {
+		b.mu.Unlock()
+		return backend.AuthorizationFlow{}, fmt.Errorf("authdb: %s: %w", op, cause)
+	}
+	f.status = backend.StatusDone
+	snap := *f
+	b.mu.Unlock()
+	return snap.record(op)
+}
+
+// record returns the public form of a snapshot of a stored authorization flow.
+func (f *authFlow) record(op string) (backend.AuthorizationFlow, error) {
+	tok, err := backend.DecodeIDToken(f.idToken)
+	if err != nil {
+		return backend.AuthorizationFlow{}, fmt.Errorf("authdb: %s: %w", op, err)
+	}
+	return backend.AuthorizationFlow{
+		UUID:                f.id.String(),
+		ClientID:            f.clientID,
+		Scope:               f.scope,
+		CodeChallenge:       f.challenge,
+		CodeChallengeMethod: f.challengeMethod,
+		RedirectURI:         f.redirectURI,
+		Code:                f.codeHash,
+		Status:              f.status,
+		CreationTime:        f.created,
+		IDToken:             tok,
+	}, nil
+}
+
+// insertToken adds a CREATED token of sub; the caller holds the lock and has
+// checked that jti is free.
+func (b *Backend) insertToken(jti uuid.UUID, sub, scope string) {
+	s := b.subjects[sub]
+	if s == nil {
+		s = &subjectTokens{sub: sub}
+		b.subjects[sub] = s
+	}
+	t := token{jti: jti, status: backend.TokenCreated, scope: scope}
+	if n := len(s.tokens); n == 0 || bytes.Compare(s.tokens[n-1].jti[:], jti[:]) < 0 {
+		s.tokens = append(s.tokens, t) // the usual case: UUIDv7s grow with time
+	} else {
+		i, _ := s.find(jti)
+		s.tokens = slices.Insert(s.tokens, i, t)
+	}
+	b.byJTI[jti] = s
+}
+
+// lookupToken returns the subject and index of jti; the caller holds the lock.
+func (b *Backend) lookupToken(jti uuid.UUID) (*subjectTokens, int, bool) {
+	s := b.byJTI[jti]
+	if s == nil {
+		return nil, 0, false
+	}
+	i, ok := s.find(jti)
+	return s, i, ok
+}
+
+// revokeAll revokes every token of s and returns how many changed; the
+// caller holds the lock.
+func revokeAll(s *subjectTokens) int64 {
+	var n int64
+	for i := range s.tokens {
+		if s.tokens[i].status != backend.TokenRevoked {
+			s.tokens[i].status = backend.TokenRevoked
+			n++
+		}
+	}
+	return n
+}
+
+func (s *subjectTokens) record(i int) backend.RefreshToken {
+	t := s.tokens[i]
+	return backend.RefreshToken{JTI: t.jti, Status: t.status, Scope: t.scope, Sub: s.sub}
+}
+
+// InsertRefreshToken implements backend.Backend.
+func (b *Backend) InsertRefreshToken(ctx context.Context, jti uuid.UUID, sub, scope string) error {
+	const op = "insert refresh token"
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("authdb: %s %s: %w", op, jti, err)
+	}
+	if err := backend.CheckRefreshToken(jti, sub, scope); err != nil {
+		return fmt.Errorf("authdb: %s %s: %w", op, jti, err)
+	}
+	if err := b.begin(ctx, op); err != nil {
+		return err
+	}
+	defer b.mu.Unlock()
+	if _, exists := b.byJTI[jti]; exists {
+		return fmt.Errorf("authdb: %s %s: %w", op, jti, backend.ErrAlreadyExists)
+	}
+	b.insertToken(jti, sub, scope)
+	return nil
+}
+
+// GetRefreshToken implements backend.Backend.
+func (b *Backend) GetRefreshToken(ctx context.Context, jti uuid.UUID) (backend.RefreshToken, error) {
+	const op = "get refresh token"
+	if err := b.begin(ctx, op); err != nil {
+		return backend.RefreshToken{}, err
+	}
+	defer b.mu.Unlock()
+	s, i, ok := b.lookupToken(jti)
+	if !ok {
+		return backend.RefreshToken{}, fmt.Errorf("authdb: %s %s: %w", op, jti, backend.ErrNotFound)
+	}
+	return s.record(i), nil
+}
+
+// GetUserRefreshTokens implements backend.Backend. With a subject it costs
+// O(that subject's tokens); with "" it lists every token, O(n log n).
+func (b *Backend) GetUserRefreshTokens(ctx context.Context, sub string) ([]backend.RefreshToken, error) {
+	const op = "get user refresh tokens"
+	if err := b.begin(ctx, op); err != nil {
+		return nil, err
+	}
+	if sub != "" {
+		defer b.mu.Unlock()
+		s := b.subjects[sub]
+		if s == nil {
+			return nil, nil
+		}
+		n := 0
+		for i := range s.tokens {
+			if s.tokens[i].status != backend.TokenRevoked {
+				n++
+			}
+		}
+		if n == 0 {
+			return nil, nil
+		}
+		out := make([]backend.RefreshToken, 0, n)
+		for i, t := range s.tokens {
+			if t.status != backend.TokenRevoked {
+				out = append(out, s.record(i))
+			}
+		}
+		return out, nil
+	}
+	out := make([]backend.RefreshToken, 0, len(b.byJTI))
+	for _, s := range b.subjects {
+		for i := range s.tokens {
+			out = append(out, s.record(i))
+		}
+	}
+	b.mu.Unlock()
+	slices.SortFunc(out, func(x, y backend.RefreshToken) int {
+		return bytes.Compare(x.JTI[:], y.JTI[:])
+	})
+	if len(out) == 0 {
+		return nil, nil
+	}
+	return out, nil
+}
+
+// RevokeRefreshToken implements backend.Backend.
+func (b *Backend) RevokeRefreshToken(ctx context.Context, jti uuid.UUID) error {
+	const op = "revoke refresh token"
+	if err := b.begin(ctx, op); err != nil {
+		return err
+	}
+	defer b.mu.Unlock()
+	s, i, ok := b.lookupToken(jti)
+	if !ok {
+		return fmt.Errorf("authdb: %s %s: %w", op, jti, backend.ErrNotFound)
+	}
+	s.tokens[i].status = backend.TokenRevoked
+	return nil
+}
+
+// RevokeUserRefreshTokens implements backend.Backend.
+func (b *Backend) RevokeUserRefreshTokens(ctx context.Context, sub string) (int64, error) {
+	const op = "revoke user refresh tokens"
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("authdb: %s: %w", op, err)
+	}
+	if err := backend.CheckString("sub", sub, backend.MaxSubLen, true); err != nil {
+		return 0, fmt.Errorf("authdb: %s: %w", op, err)
+	}
+	if err := b.begin(ctx, op); err != nil {
+		return 0, err
+	}
+	defer b.mu.Unlock()
+	s := b.subjects[sub]
+	if s == nil {
+		return 0, nil
+	}
+	return revokeAll(s), nil
+}
+
+// RotateRefreshToken implements backend.Backend.
+func (b *Backend) RotateRefreshToken(ctx context.Context, oldJTI, newJTI uuid.UUID) (backend.RefreshToken, error) {
+	const op = "rotate refresh token"
+	if err := ctx.Err(); err != nil {
+		return backend.RefreshToken{}, fmt.Errorf("authdb: %s %s: %w", op, oldJTI, err)
+	}
+	if err := backend.CheckJTI("new_jti", newJTI); err != nil {
+		return backend.RefreshToken{}, fmt.Errorf("authdb: %s %s: %w", op, oldJTI, err)
+	}
+	if err := b.begin(ctx, op); err != nil {
+		return backend.RefreshToken{}, err
+	}
+	defer b.mu.Unlock()
+	s, i, ok := b.lookupToken(oldJTI)
+	if !ok {
+		return backend.RefreshToken{}, fmt.Errorf("authdb: %s %s: %w", op, oldJTI, backend.ErrNotFound)
+	}
+	if s.tokens[i].status == backend.TokenRevoked {
+		n := revokeAll(s)
+		return backend.RefreshToken{}, fmt.Errorf("authdb: %s %s: %d tokens of the subject revoked: %w",
+			op, oldJTI, n, backend.ErrTokenReused)
+	}
+	if _, exists := b.byJTI[newJTI]; exists {
+		return backend.RefreshToken{}, fmt.Errorf("authdb: %s %s: new_jti %s: %w",
+			op, oldJTI, newJTI, backend.ErrAlreadyExists)
+	}
+	s.tokens[i].status = backend.TokenRevoked
+	old := s.record(i) // before insertToken, which may move the slice
+	b.insertToken(newJTI, s.sub, old.Scope)
+	return old, nil
+}
+
+// CleanExpiredDeviceFlows implements backend.Backend: one scan of the store.
+func (b *Backend) CleanExpiredDeviceFlows(ctx context.Context, maxRetention time.Duration) (int64, error) {
+	const op = "clean expired device flows"
+	cutoff := b.opts.Now().Add(-maxRetention)
+	if err := b.begin(ctx, op); err != nil {
+		return 0, err
+	}
+	var n int64
+	for code, f := range b.deviceByUserCode {
+		if f.created.Before(cutoff) {
+			delete(b.deviceByUserCode, code)
+			delete(b.deviceByHash, f.deviceCodeHash)
+			n++
+		}
+	}
+	b.mu.Unlock()
+	b.progress("DeviceFlows", n)
+	return n, nil
+}
+
+// CleanExpiredAuthorizationFlows implements backend.Backend: one scan of the store.
+func (b *Backend) CleanExpiredAuthorizationFlows(ctx context.Context, maxRetention time.Duration) (int64, error) {
+	const op = "clean expired authorization flows"
+	cutoff := b.opts.Now().Add(-maxRetention)
+	if err := b.begin(ctx, op); err != nil {
+		return 0, err
+	}
+	var n int64
+	for id, f := range b.authByUUID {
+		if f.created.Before(cutoff) {
+			delete(b.authByUUID, id)
+			if f.codeHash != "" {
+				delete(b.authByHash, f.codeHash)
+			}
+			n++
+		}
+	}
+	b.mu.Unlock()
+	b.progress("AuthorizationFlows", n)
+	return n, nil
+}
+
+// CleanExpiredRefreshTokens implements backend.Backend: deletes the tokens
+// whose JTI is bytewise below backend.LowestUUIDv7(now-maxRetention), in one
+// scan of the store.
+func (b *Backend) CleanExpiredRefreshTokens(ctx context.Context, maxRetention time.Duration) (int64, error) {
+	const op = "clean expired refresh tokens"
+	bound := backend.LowestUUIDv7(b.opts.Now().Add(-maxRetention))
+	if err := b.begin(ctx, op); err != nil {
+		return 0, err
+	}
+	var n int64
+	for sub, s := range b.subjects {
+		// Each subject's tokens are sorted: the expired ones are a prefix.
+		k, _ := slices.BinarySearchFunc(s.tokens, bound, func(t token, id uuid.UUID) int {
+			return bytes.Compare(t.jti[:], id[:])
+		})
+		if k == 0 {
+			continue
+		}
+		for _, t := range s.tokens[:k] {
+			delete(b.byJTI, t.jti)
+		}
+		n += int64(k)
+		if k == len(s.tokens) {
+			delete(b.subjects, sub)
+			continue
+		}
+		s.tokens = slices.Clone(s.tokens[k:]) // release the deleted prefix
+	}
+	b.mu.Unlock()
+	b.progress("RefreshTokens", n)
+	return n, nil
+}
+
+// progress reports a finished clean-up to the WithCleanupProgress callback,
+// without the lock held.
+func (b *Backend) progress(table string, n int64) {
+	if b.opts.CleanupProgress != nil {
+		b.opts.CleanupProgress(table, n)
+	}
+}
+
+// Ping implements backend.Backend: nil unless ctx is done or the backend
+// is closed.
+func (b *Backend) Ping(ctx context.Context) error {
+	if err := b.begin(ctx, "ping"); err != nil {
+		return err
+	}
+	b.mu.Unlock()
+	return nil
+}
+
+// Close implements backend.Backend: it drops the store's contents. Every
+// later call, Close included, returns an error wrapping ErrClosed.
+func (b *Backend) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return fmt.Errorf("authdb: close: %w", ErrClosed)
+	}
+	b.closed = true
+	b.deviceByUserCode, b.deviceByHash = nil, nil
+	b.authByUUID, b.authByHash = nil, nil
+	b.subjects, b.byJTI = nil, nil
+	return nil
+}
