@@ -1,0 +1,348 @@
+package partition
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+
+	"github.com/authdb/authdb/backend"
+)
+
+const (
+	// table is the partitioned table.
+	table = "RefreshTokens"
+	// lockWaitSeconds is how long Setup and Maintain wait for the named lock
+	// that serialises partition changes of one database across processes.
+	lockWaitSeconds = 60
+)
+
+// IsMySQL reports whether db was opened with the MySQL/MariaDB driver
+// (github.com/go-sql-driver/mysql, through sql.Open("mysql", ...) or
+// mysql.NewConnector). Databases opened through a wrapping driver are not
+// recognised and count as another engine.
+func IsMySQL(db *sql.DB) bool {
+	switch db.Driver().(type) {
+	case *mysql.MySQLDriver, mysql.MySQLDriver:
+		return true
+	}
+	return false
+}
+
+// SetupStatement returns the statement that partitions RefreshTokens into
+// SetupMonths monthly partitions from now's month plus p_future: the one
+// Setup runs on an empty table, and prints for an operator to run (in a quiet
+// period: it copies the table under a lock) on a non-empty one.
+func SetupStatement(now time.Time) string {
+	months := make([]time.Time, SetupMonths)
+	m := MonthStart(now)
+	for i := range months {
+		months[i] = m
+		m = nextMonth(m)
+	}
+	return "ALTER TABLE `" + table + "` PARTITION BY RANGE COLUMNS (`JTI`) (" + definitions(months) + ")"
+}
+
+// definitions returns the partition definitions of months followed by
+// p_future, for PARTITION BY and REORGANIZE PARTITION.
+func definitions(months []time.Time) string {
+	var b strings.Builder
+	for _, m := range months {
+		fmt.Fprintf(&b, "PARTITION %s VALUES LESS THAN ('%s'), ", Name(m), Boundary(nextMonth(m)))
+	}
+	b.WriteString("PARTITION " + FutureName + " VALUES LESS THAN (MAXVALUE)")
+	return b.String()
+}
+
+// Setup partitions an empty, unpartitioned RefreshTokens into SetupMonths
+// monthly partitions from now's month (UTC) plus p_future (the statement is
+// SetupStatement(now)), and reports whether it did.
+//
+// A non-empty unpartitioned table is left alone: repartitioning copies the
+// whole table under a lock, which is the operator's call, so Setup logs a
+// warning on logger (slog.Default() when nil) that carries the statement to
+// run and returns false, nil. A table that is already partitioned, in
+// whatever layout, is left alone (a layout that Maintain cannot maintain is
+// logged as a warning). Setup is therefore idempotent. Concurrent calls on
+// one database, from any process, are serialised by a MySQL named lock.
+//
+// On a database that is not MySQL/MariaDB it returns an error wrapping
+// backend.ErrUnsupported. A missing RefreshTokens table is an error.
+func Setup(ctx context.Context, db *sql.DB, now time.Time, logger *slog.Logger) (created bool, err error) {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	if !IsMySQL(db) {
+		return false, fmt.Errorf("authdb: partition set-up: only on MySQL/MariaDB: %w", backend.ErrUnsupported)
+	}
+	err = withLock(ctx, db, func(conn *sql.Conn, schema string) error {
+		st, err := readState(ctx, conn, schema)
+		if err != nil {
+			return err
+		}
+		if st.partitioned() {
+			if _, err := st.months(); err != nil {
+				logger.Warn("authdb: RefreshTokens is partitioned in a layout partition maintenance does not handle; left alone",
+					"error", err)
+			}
+			return nil
+		}
+		stmt := SetupStatement(now)
+		var one int
+		switch err := conn.QueryRowContext(ctx, "SELECT 1 FROM `"+table+"` LIMIT 1").Scan(&one); {
+		case err == nil:
+			logger.Warn("authdb: RefreshTokens is not partitioned and not empty, so it was left alone; "+
+				"to partition it by month, run this statement in a quiet period (it copies the table under a lock)",
+				"statement", stmt)
+			return nil
+		case !errors.Is(err, sql.ErrNoRows):
+			return fmt.Errorf("authdb: partition set-up: read %s: %w", table, err)
+		}
+		if _, err := conn.ExecContext(ctx, stmt); err != nil {
+			return fmt.Errorf("authdb: partition set-up: partition %s: %w", table, err)
+		}
+		created = true
+		logger.Info("authdb: partitioned RefreshTokens by month",
+			"first", Name(MonthStart(now)), "months", SetupMonths)
+		return nil
+	})
+	return created, err
+}
+
+// PlanMaintenance returns what Maintain would do with the same arguments
+// (Existing, and the months it would add and drop), without changing
+// anything. Its errors are Maintain's.
+func PlanMaintenance(ctx context.Context, db *sql.DB, now time.Time, retentionMonths, monthsAhead int) (backend.PartitionReport, error) {
+	return maintain(ctx, db, now, retentionMonths, monthsAhead, false)
+}
+
+// Maintain brings the monthly partitions of RefreshTokens in line with
+// Plan(existing, now, retentionMonths, monthsAhead) and reports what it did.
+//
+// It adds first, in one statement that splits p_future (ALTER TABLE ...
+// REORGANIZE PARTITION p_future INTO (...new months..., p_future)), then
+// drops, in one ALTER TABLE ... DROP PARTITION. Dropping a partition deletes
+// all of its tokens, revoked ones included (and, for the oldest partition,
+// every older token): retentionMonths must outlive the longest refresh-token
+// lifetime, or a replayed revoked token would no longer be recognised.
+//
+// Each statement is atomic; the pair is not: when the drop fails after the
+// add succeeded, the report lists the added months and the error is
+// returned, and running Maintain again completes the work. Inserts running
+// concurrently wait for the metadata lock and are not lost. Concurrent
+// Maintain and Setup calls on one database are serialised by a MySQL named
+// lock. A second call with the same arguments is a no-op.
+//
+// Errors: negative retentionMonths or monthsAhead wrap backend.ErrInvalidInput;
+// a database that is not MySQL/MariaDB, or an unpartitioned RefreshTokens
+// (the message says how to partition it), wraps backend.ErrUnsupported; a
+// partitioning that is not the layout of this package (other names or
+// bounds, no p_future) is an error and nothing is changed.
+func Maintain(ctx context.Context, db *sql.DB, now time.Time, retentionMonths, monthsAhead int) (backend.PartitionReport, error) {
+	return maintain(ctx, db, now, retentionMonths, monthsAhead, true)
+}
+
+func maintain(ctx context.Context, db *sql.DB, now time.Time, retentionMonths, monthsAhead int, apply bool) (backend.PartitionReport, error) {
+	var rep backend.PartitionReport
+	if retentionMonths < 0 {
+		return rep, backend.InvalidInput("retentionMonths", "must not be negative")
+	}
+	if monthsAhead < 0 {
+		return rep, backend.InvalidInput("monthsAhead", "must not be negative")
+	}
+	if !IsMySQL(db) {
+		return rep, fmt.Errorf("authdb: partition maintenance: only on MySQL/MariaDB: %w", backend.ErrUnsupported)
+	}
+	run := func(conn *sql.Conn, schema string) error {
+		st, err := readState(ctx, conn, schema)
+		if err != nil {
+			return err
+		}
+		if !st.partitioned() {
+			return fmt.Errorf("authdb: partition maintenance: %s is not partitioned; the SQL backend partitions it "+
+				"on its first migration when it is empty (partition.Setup), or run in a quiet period: %s: %w",
+				table, SetupStatement(now), backend.ErrUnsupported)
+		}
+		existing, err := st.months()
+		if err != nil {
+			return err
+		}
+		drop, add := Plan(existing, now, retentionMonths, monthsAhead)
+		rep.Existing = existing
+		if !apply {
+			rep.Added, rep.Dropped = add, drop
+			return nil
+		}
+		if len(add) > 0 {
+			stmt := "ALTER TABLE `" + table + "` REORGANIZE PARTITION " + FutureName + " INTO (" + definitions(add) + ")"
+			if _, err := conn.ExecContext(ctx, stmt); err != nil {
+				return fmt.Errorf("authdb: partition maintenance: add %s..%s: %w", Name(add[0]), Name(add[len(add)-1]), err)
+			}
+			rep.Added = add
+		}
+		if len(drop) > 0 {
+			names := make([]string, len(drop))
+			for i, m := range drop {
+				names[i] = Name(m)
+			}
+			stmt := "ALTER TABLE `" + table + "` DROP PARTITION " + strings.Join(names, ", ")
+			if _, err := conn.ExecContext(ctx, stmt); err != nil {
+				return fmt.Errorf("authdb: partition maintenance: drop %s: %w", strings.Join(names, ", "), err)
+			}
+			rep.Dropped = drop
+		}
+		return nil
+	}
+	if apply {
+		return rep, withLock(ctx, db, run)
+	}
+	conn, schema, err := schemaConn(ctx, db)
+	if err != nil {
+		return rep, err
+	}
+	defer conn.Close()
+	return rep, run(conn, schema)
+}
+
+// schemaConn takes a connection from db and returns it with the current
+// database's name.
+func schemaConn(ctx context.Context, db *sql.DB) (*sql.Conn, string, error) {
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return nil, "", fmt.Errorf("authdb: partitions: connect: %w", err)
+	}
+	var schema sql.NullString
+	if err := conn.QueryRowContext(ctx, "SELECT DATABASE()").Scan(&schema); err != nil {
+		conn.Close()
+		return nil, "", fmt.Errorf("authdb: partitions: current database: %w", err)
+	}
+	if !schema.Valid || schema.String == "" {
+		conn.Close()
+		return nil, "", errors.New("authdb: partitions: no database selected")
+	}
+	return conn, schema.String, nil
+}
+
+// withLock runs fn on one connection holding the MySQL named lock of the
+// current database's partitions (GET_LOCK is per server, hence the database
+// name in the lock's), waiting at most lockWaitSeconds for it.
+func withLock(ctx context.Context, db *sql.DB, fn func(conn *sql.Conn, schema string) error) error {
+	conn, schema, err := schemaConn(ctx, db)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	name := []rune("authdb.partition." + schema)
+	if len(name) > 64 {
+		name = name[:64]
+	}
+	lock := string(name)
+	var got sql.NullInt64
+	if err := conn.QueryRowContext(ctx, "SELECT GET_LOCK(?, ?)", lock, lockWaitSeconds).Scan(&got); err != nil {
+		return fmt.Errorf("authdb: partitions: lock %s: %w", lock, err)
+	}
+	if got.Int64 != 1 {
+		return fmt.Errorf("authdb: partitions: lock %s: another process held it for %d s", lock, lockWaitSeconds)
+	}
+	defer func() {
+		// A fresh context: the lock must be released even when ctx is done
+		// (closing a broken connection releases it too).
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		var released sql.NullInt64
+		_ = conn.QueryRowContext(rctx, "SELECT RELEASE_LOCK(?)", lock).Scan(&released)
+	}()
+	return fn(conn, schema)
+}
+
+// partitionRow is a row of information_schema.PARTITIONS for RefreshTokens.
+type partitionRow struct {
+	name, method, expression, description sql.NullString
+}
+
+// state is the partitioning of RefreshTokens as information_schema shows it.
+type state struct {
+	rows []partitionRow
+}
+
+func (s state) partitioned() bool { return len(s.rows) > 0 && s.rows[0].name.Valid }
+
+// readState reads the partitions of RefreshTokens in schema, in order. An
+// unpartitioned table has one row whose name is NULL; a missing table none.
+func readState(ctx context.Context, conn *sql.Conn, schema string) (state, error) {
+	rows, err := conn.QueryContext(ctx, `SELECT PARTITION_NAME, PARTITION_METHOD, PARTITION_EXPRESSION, PARTITION_DESCRIPTION
+FROM information_schema.PARTITIONS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?
+ORDER BY PARTITION_ORDINAL_POSITION`, schema, table)
+	if err != nil {
+		return state{}, fmt.Errorf("authdb: partitions: read information_schema: %w", err)
+	}
+	defer rows.Close()
+	var st state
+	for rows.Next() {
+		var r partitionRow
+		if err := rows.Scan(&r.name, &r.method, &r.expression, &r.description); err != nil {
+			return state{}, fmt.Errorf("authdb: partitions: read information_schema: %w", err)
+		}
+		st.rows = append(st.rows, r)
+	}
+	if err := rows.Err(); err != nil {
+		return state{}, fmt.Errorf("authdb: partitions: read information_schema: %w", err)
+	}
+	if len(st.rows) == 0 {
+		return state{}, fmt.Errorf("authdb: partitions: table %s.%s not found", schema, table)
+	}
+	return st, nil
+}
+
+var nameRE = regexp.MustCompile(`^p_([0-9]{1,6})_([0-9]{1,2})$`)
+
+// parseName returns the month of a monthly partition name p_<year>_<month>.
+func parseName(name string) (time.Time, bool) {
+	m := nameRE.FindStringSubmatch(name)
+	if m == nil {
+		return time.Time{}, false
+	}
+	y, _ := strconv.Atoi(m[1])
+	mo, _ := strconv.Atoi(m[2])
+	if mo < 1 || mo > 12 || Name(time.Date(y, time.Month(mo), 1, 0, 0, 0, 0, time.UTC)) != name {
+		return time.Time{}, false
+	}
+	return time.Date(y, time.Month(mo), 1, 0, 0, 0, 0, time.UTC), true
+}
+
+// months checks that the partitioning is this package's layout (RANGE
+// COLUMNS on JTI, monthly partitions p_<year>_<month> bounded by the next
+// month's Boundary, then p_future up to MAXVALUE) and returns the months of
+// the monthly partitions, ascending.
+func (s state) months() ([]time.Time, error) {
+	var months []time.Time
+	for i, r := range s.rows {
+		if r.method.String != "RANGE COLUMNS" || strings.Trim(r.expression.String, "` ") != "JTI" {
+			return nil, fmt.Errorf("authdb: partitions: %s is partitioned by %s (%s), not RANGE COLUMNS (JTI)",
+				table, r.method.String, r.expression.String)
+		}
+		if r.name.String == FutureName {
+			if i != len(s.rows)-1 || r.description.String != "MAXVALUE" {
+				return nil, fmt.Errorf("authdb: partitions: %s must be the last partition, up to MAXVALUE", FutureName)
+			}
+			return months, nil
+		}
+		m, ok := parseName(r.name.String)
+		if !ok {
+			return nil, fmt.Errorf("authdb: partitions: partition %q of %s is not named p_<year>_<month>", r.name.String, table)
+		}
+		want := Boundary(nextMonth(m))
+		if got := strings.Trim(r.description.String, "'"); got != want {
+			return nil, fmt.Errorf("authdb: partitions: partition %s of %s ends at %q, want %q", r.name.String, table, got, want)
+		}
+		months = append(months, m)
+	}
+	return nil, fmt.Errorf("authdb: partitions: %s has no %s partition to split", table, FutureName)
+}
