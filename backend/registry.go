@@ -83,25 +83,27 @@ func knownSchemes() string {
 }
 
 // Redact returns rawURL with any password replaced by "xxxxx", for errors
-// and logs. It works on URLs net/url cannot parse.
+// and logs. It works on URLs net/url cannot parse, and on strings without a
+// scheme such as a Go MySQL DSN ("user:pass@tcp(host:3306)/db").
 func Redact(rawURL string) string {
-	i := strings.Index(rawURL, "://")
-	if i < 0 {
-		return rawURL
+	prefix := 0
+	if i := strings.Index(rawURL, "://"); i >= 0 {
+		prefix = i + 3
 	}
-	rest := rawURL[i+3:]
-	end := strings.IndexAny(rest, "/?#")
+	rest := rawURL[prefix:]
+	// The user info ends at the last '@' before any query or fragment (not
+	// the first '/': people put unescaped '/' in passwords).
+	end := strings.IndexAny(rest, "?#")
 	if end < 0 {
 		end = len(rest)
 	}
-	authority := rest[:end]
-	at := strings.LastIndex(authority, "@")
+	at := strings.LastIndex(rest[:end], "@")
 	if at < 0 {
 		return rawURL
 	}
-	userinfo := authority[:at]
+	userinfo := rest[:at]
 	if c := strings.Index(userinfo, ":"); c >= 0 {
 		userinfo = userinfo[:c] + ":xxxxx"
 	}
-	return rawURL[:i+3] + userinfo + authority[at:] + rest[end:]
+	return rawURL[:prefix] + userinfo + rest[at:]
 }

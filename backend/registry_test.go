@@ -1,0 +1,122 @@
+package backend_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/authdb/authdb/backend"
+)
+
+func nopOpener(context.Context, string, ...backend.Option) (backend.Backend, error) {
+	return nil, errors.New("nop opener")
+}
+
+func TestRegisterPanicsOnDuplicate(t *testing.T) {
+	backend.Register("regtest-dup", nopOpener)
+	for _, scheme := range []string{"regtest-dup", "REGTEST-DUP"} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("second Register(%q) did not panic", scheme)
+				}
+			}()
+			backend.Register(scheme, nopOpener)
+		}()
+	}
+	for _, tc := range []struct {
+		scheme string
+		opener backend.Opener
+	}{{"", nopOpener}, {"regtest-nil", nil}} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("Register(%q, nil=%v) did not panic", tc.scheme, tc.opener == nil)
+				}
+			}()
+			backend.Register(tc.scheme, tc.opener)
+		}()
+	}
+}
+
+func TestOpenDispatchesByScheme(t *testing.T) {
+	var gotURL string
+	backend.Register("regtest-open", func(_ context.Context, rawURL string, _ ...backend.Option) (backend.Backend, error) {
+		gotURL = rawURL
+		return nil, nil
+	})
+	if !slices.Contains(backend.Schemes(), "regtest-open") {
+		t.Fatalf("Schemes() = %v, want regtest-open in it", backend.Schemes())
+	}
+	if !slices.IsSorted(backend.Schemes()) {
+		t.Errorf("Schemes() = %v, not sorted", backend.Schemes())
+	}
+	const u = "RegTest-Open://host/db?x=1"
+	if _, err := backend.Open(context.Background(), u); err != nil {
+		t.Fatal(err)
+	}
+	if gotURL != u {
+		t.Errorf("opener got %q, want the whole URL %q", gotURL, u)
+	}
+}
+
+func TestOpenUnknownSchemeListsKnown(t *testing.T) {
+	backend.Register("regtest-known", nopOpener)
+	for _, u := range []string{"nosuch://user:secret@host/db", "user:secret@host/db", ""} {
+		_, err := backend.Open(context.Background(), u)
+		if !errors.Is(err, backend.ErrInvalidInput) {
+			t.Fatalf("Open(%q) = %v, want ErrInvalidInput", u, err)
+		}
+		if !strings.Contains(err.Error(), "regtest-known") {
+			t.Errorf("Open(%q) error %q does not list the known schemes", u, err)
+		}
+		if strings.Contains(err.Error(), "secret") {
+			t.Errorf("Open(%q) error %q shows the password", u, err)
+		}
+	}
+	_, err := backend.Open(context.Background(), "nosuch://h")
+	if !strings.Contains(err.Error(), `"nosuch"`) {
+		t.Errorf("error %q does not name the unknown scheme", err)
+	}
+}
+
+func TestScheme(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"memory://", "memory"},
+		{"POSTGRES://u@h/db", "postgres"},
+		{"sqlite://:memory:", "sqlite"},
+		{"://x", ""},
+		{"no-scheme", ""},
+	} {
+		if got := backend.Scheme(tc.in); got != tc.want {
+			t.Errorf("Scheme(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestRedact(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"postgres://user:s3cret@host:5432/db?sslmode=disable", "postgres://user:xxxxx@host:5432/db?sslmode=disable"},
+		{"mysql://root:p@ss:w@rd@host:3306/db", "mysql://root:xxxxx@host:3306/db"},
+		{"mysql://root@host:3306/db", "mysql://root@host:3306/db"},
+		{"postgres://host/db?password=x@y", "postgres://host/db?password=x@y"},
+		{"sqlite:///tmp/a.db", "sqlite:///tmp/a.db"},
+		{"sqlite://:memory:", "sqlite://:memory:"},
+		{"memory://", "memory://"},
+		{"not a url", "not a url"},
+		{"root:pw@tcp(host:3306)/db", "root:xxxxx@tcp(host:3306)/db"},
+		{"user:secret@host/db", "user:xxxxx@host/db"},
+		{"mysql://root:pa/ss@host/db", "mysql://root:xxxxx@host/db"},
+		{"sqlite:///tmp/a@b.db", "sqlite:///tmp/a@b.db"},
+	} {
+		got := backend.Redact(tc.in)
+		if got != tc.want {
+			t.Errorf("Redact(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+	if got := backend.Redact("postgres://u:hunter2@h/db"); strings.Contains(got, "hunter2") {
+		t.Errorf("Redact kept the password: %q", got)
+	}
+}
