@@ -1,0 +1,177 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/authdb/authdb"
+	"github.com/authdb/authdb/backend"
+)
+
+// openTimeout bounds opening and pinging the database, so that an
+// unreachable server is one clear error rather than a hang.
+const openTimeout = 15 * time.Second
+
+// migrator is implemented by backends with a schema (the SQL backend). The
+// CLI asserts it rather than importing the backend's package.
+type migrator interface {
+	Migrate(ctx context.Context) error
+}
+
+// sqlIntrospector is implemented by the SQL backend: its database handle and
+// its dialect ("sqlite3", "postgres" or "mysql"), used to report what
+// migrate did.
+type sqlIntrospector interface {
+	DB() *sql.DB
+	Dialect() string
+}
+
+// resolveURL returns the database URL: --db, else $AUTHDB_URL, else the
+// default SQLite file.
+func (a *app) resolveURL() string {
+	if a.dbURL == "" {
+		a.dbURL = os.Getenv(envURL)
+	}
+	if a.dbURL == "" {
+		a.dbURL = defaultURL
+	}
+	return a.dbURL
+}
+
+// open opens the backend of the resolved URL and pings it. Any failure is
+// one line naming the scheme and the host (or file), never the password.
+func (a *app) open(ctx context.Context, opts ...backend.Option) (backend.Backend, error) {
+	raw := a.resolveURL()
+	opts = append([]backend.Option{backend.WithLogger(a.setupLogger())}, opts...)
+	a.setupLogger().Debug("opening database", "url", backend.Redact(raw))
+	ctx, cancel := context.WithTimeout(ctx, openTimeout)
+	defer cancel()
+	b, err := authdb.Open(ctx, raw, opts...)
+	if err == nil {
+		if err = b.Ping(ctx); err != nil {
+			b.Close()
+		}
+	}
+	if err != nil {
+		return nil, a.openError(err)
+	}
+	return b, nil
+}
+
+// openError turns an error of authdb.Open into the CLI's one-line message.
+func (a *app) openError(err error) error {
+	raw := a.dbURL
+	scheme := backend.Scheme(raw)
+	cause := trimAuthdbPrefix(oneLine(scrubPassword(err.Error(), raw)))
+	known := false
+	for _, s := range backend.Schemes() {
+		known = known || s == scheme
+	}
+	switch {
+	case scheme == "":
+		return fmt.Errorf("cannot open database: URL %q has no scheme (want one of %s)",
+			backend.Redact(raw), strings.Join(backend.Schemes(), ", "))
+	case !known:
+		return fmt.Errorf("cannot open database: unknown scheme %q in %q (known: %s)",
+			scheme, backend.Redact(raw), strings.Join(backend.Schemes(), ", "))
+	}
+	return fmt.Errorf("cannot open %s: %s", target(raw), cause)
+}
+
+// target describes a database URL for messages: the engine and the host
+// (or file) and database name, never the user's password.
+func target(raw string) string {
+	scheme := backend.Scheme(raw)
+	rest := raw
+	if i := strings.Index(raw, "://"); i >= 0 {
+		rest = raw[i+3:]
+	}
+	switch scheme {
+	case "memory":
+		return "memory store"
+	case "sqlite", "sqlite3":
+		file := rest
+		if i := strings.IndexByte(file, '?'); i >= 0 {
+			file = file[:i]
+		}
+		return "sqlite " + file
+	case "":
+		return fmt.Sprintf("database %q", backend.Redact(raw))
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		// Never echo an unparseable URL whole: it may hold a password.
+		host := rest
+		if i := strings.IndexAny(host, "/?#"); i >= 0 {
+			host = host[:i]
+		}
+		if i := strings.LastIndexByte(host, '@'); i >= 0 {
+			host = host[i+1:]
+		}
+		return fmt.Sprintf("%s on %s", scheme, host)
+	}
+	db := strings.TrimPrefix(u.Path, "/")
+	if db == "" {
+		return fmt.Sprintf("%s on %s", scheme, u.Host)
+	}
+	return fmt.Sprintf("%s %s/%s", scheme, u.Host, db)
+}
+
+// scrubPassword replaces the password of raw, as written and URL-decoded,
+// wherever it appears in s.
+func scrubPassword(s, raw string) string {
+	i := strings.Index(raw, "://")
+	if i < 0 {
+		return s
+	}
+	rest := raw[i+3:]
+	if end := strings.IndexAny(rest, "/?#"); end >= 0 {
+		rest = rest[:end]
+	}
+	at := strings.LastIndexByte(rest, '@')
+	if at < 0 {
+		return s
+	}
+	userinfo := rest[:at]
+	c := strings.IndexByte(userinfo, ':')
+	if c < 0 {
+		return s
+	}
+	pw := userinfo[c+1:]
+	if pw == "" {
+		return s
+	}
+	s = strings.ReplaceAll(s, pw, "xxxxx")
+	if dec, err := url.PathUnescape(pw); err == nil && dec != "" {
+		s = strings.ReplaceAll(s, dec, "xxxxx")
+	}
+	return s
+}
+
+// trimAuthdbPrefix removes leading "authdb: " markers the library puts on
+// its errors (the CLI prints its own prefix).
+func trimAuthdbPrefix(s string) string {
+	for strings.HasPrefix(s, "authdb: ") {
+		s = strings.TrimPrefix(s, "authdb: ")
+	}
+	return s
+}
+
+// schemaHint adds a hint when err looks like a missing table: the commands
+// other than migrate and demo do not create the schema.
+func schemaHint(err error) error {
+	if err == nil {
+		return nil
+	}
+	m := strings.ToLower(err.Error())
+	if strings.Contains(m, "no such table") || strings.Contains(m, "doesn't exist") ||
+		(strings.Contains(m, "relation") && strings.Contains(m, "does not exist")) {
+		return fmt.Errorf("%w (is the schema there? run 'authdb migrate' first)", err)
+	}
+	return err
+}

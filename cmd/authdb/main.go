@@ -1,0 +1,261 @@
+// Command authdb is the operator tool of authdb: it creates or upgrades the
+// schema, cleans up expired flows and refresh tokens, maintains the monthly
+// partitions of RefreshTokens on MySQL/MariaDB, lists and revokes refresh
+// tokens, and runs a demonstration of the flows.
+//
+// Usage:
+//
+//	authdb [--db URL] [-v] <command> [flags]
+//
+// The database is --db (accepted before or after the command), else the
+// AUTHDB_URL environment variable, else sqlite://authdb.db in the current
+// folder. URLs are those of authdb.Open: memory://, sqlite://file.db,
+// sqlite:///abs/file.db, postgres://user:pass@host:5432/db?sslmode=disable,
+// mysql://user:pass@host:3306/db.
+//
+// Commands: migrate, cleanup, partitions, tokens list, tokens revoke, demo.
+// Every command has --help.
+//
+// Only migrate and demo create or upgrade the schema; the other commands open
+// the database as it is (backend.WithoutMigration), so an operator tool never
+// changes a schema behind the operator's back.
+//
+// Exit status: 0 on success (and for --help), 1 when a command fails, 2 for a
+// usage error or when the engine does not support the command (partitions on
+// SQLite or PostgreSQL). Results go to stdout; errors, warnings and progress
+// go to stderr. No message ever contains the database password.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+// Exit statuses.
+const (
+	exitOK          = 0
+	exitFailure     = 1
+	exitUsage       = 2 // bad flags or arguments
+	exitUnsupported = 2 // the engine cannot do what was asked
+)
+
+// envURL is the environment variable read when --db is not given.
+const envURL = "AUTHDB_URL"
+
+// defaultURL is the database used when neither --db nor AUTHDB_URL is set.
+const defaultURL = "sqlite://authdb.db"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// app is the state shared by every command: output streams, the database URL
+// and the logger.
+type app struct {
+	stdout, stderr io.Writer
+	dbURL          string // from --db (global or per command); "" until resolved
+	cmd            string // the running command, for messages ("tokens list")
+	verbose        bool
+	logger         *slog.Logger
+}
+
+// command is one subcommand.
+type command struct {
+	name    string
+	summary string
+	run     func(ctx context.Context, a *app, args []string) error
+}
+
+func commands() []command {
+	return []command{
+		{"migrate", "create or upgrade the schema (and the MySQL partitions)", runMigrate},
+		{"cleanup", "delete expired flows and, when asked, old refresh tokens", runCleanup},
+		{"partitions", "show, plan and apply the monthly partitions of RefreshTokens (MySQL/MariaDB)", runPartitions},
+		{"tokens", "list or revoke refresh tokens (tokens list, tokens revoke)", runTokens},
+		{"demo", "run a device flow, a PKCE flow, a rotation and a replay, printing each step", runDemo},
+	}
+}
+
+// exitError carries an exit status with an error. A nil err means the
+// message was already printed.
+type exitError struct {
+	code  int
+	err   error
+	usage bool // a usage error: point to --help
+}
+
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit status %d", e.code)
+	}
+	return e.err.Error()
+}
+
+func (e *exitError) Unwrap() error { return e.err }
+
+// usageErrorf is a usage error (exit status 2).
+func usageErrorf(format string, args ...any) error {
+	return &exitError{code: exitUsage, err: fmt.Errorf(format, args...), usage: true}
+}
+
+// errHelpShown is returned when --help printed the usage: exit status 0.
+var errHelpShown = errors.New("help shown")
+
+// run executes the command line args and returns the exit status.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	a := &app{stdout: stdout, stderr: stderr}
+	fs := flag.NewFlagSet("authdb", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	a.globalFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			a.mainUsage(stdout)
+			return exitOK
+		}
+		fmt.Fprintf(stderr, "authdb: %v\nRun 'authdb --help' for usage.\n", err)
+		return exitUsage
+	}
+	rest := fs.Args()
+	if len(rest) == 0 {
+		a.mainUsage(stderr)
+		return exitUsage
+	}
+	name, cmdArgs := rest[0], rest[1:]
+	if name == "help" {
+		if len(cmdArgs) == 0 {
+			a.mainUsage(stdout)
+			return exitOK
+		}
+		name, cmdArgs = cmdArgs[0], append(cmdArgs[1:], "--help")
+	}
+	for _, c := range commands() {
+		if c.name != name {
+			continue
+		}
+		a.cmd = c.name
+		err := c.run(ctx, a, cmdArgs)
+		return a.exitStatus(err)
+	}
+	fmt.Fprintf(stderr, "authdb: unknown command %q\nRun 'authdb --help' for usage.\n", name)
+	return exitUsage
+}
+
+// exitStatus prints err (on one line, to stderr) and maps it to an exit status.
+func (a *app) exitStatus(err error) int {
+	cmd := a.cmd
+	if err == nil || errors.Is(err, errHelpShown) {
+		return exitOK
+	}
+	code, usage := exitFailure, false
+	var ee *exitError
+	if errors.As(err, &ee) {
+		code, usage = ee.code, ee.usage
+		if ee.err == nil {
+			return code
+		}
+	}
+	msg := oneLine(scrubPassword(err.Error(), a.dbURL))
+	fmt.Fprintf(a.stderr, "authdb %s: %s\n", cmd, msg)
+	if usage {
+		fmt.Fprintf(a.stderr, "Run 'authdb %s --help' for usage.\n", cmd)
+	}
+	return code
+}
+
+// globalFlags defines the flags accepted before the command.
+func (a *app) globalFlags(fs *flag.FlagSet) {
+	fs.StringVar(&a.dbURL, "db", "", "database `URL` (default $"+envURL+", else "+defaultURL+")")
+	fs.BoolVar(&a.verbose, "v", false, "verbose: log debug messages to stderr")
+}
+
+func (a *app) mainUsage(w io.Writer) {
+	fmt.Fprint(w, `authdb is the operator tool of authdb, the storage of an OAuth2/OIDC token
+service (device flows, authorization-code flows with PKCE, refresh tokens).
+
+Usage:
+  authdb [--db URL] [-v] <command> [flags]
+
+Commands:
+`)
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-11s %s\n", c.name, c.summary)
+	}
+	fmt.Fprint(w, `
+Global flags (also accepted after the command):
+  --db URL   the database (default $AUTHDB_URL, else sqlite://authdb.db):
+             memory://, sqlite://file.db, sqlite:///abs/file.db,
+             postgres://user:pass@host:5432/db?sslmode=disable,
+             mysql://user:pass@host:3306/db
+  -v         log debug messages to stderr
+
+Run 'authdb <command> --help' for a command's flags.
+Exit status: 0 success, 1 failure, 2 usage error or unsupported by the engine.
+`)
+}
+
+// newFlagSet makes a command's flag set: it also accepts the global flags,
+// prints nothing by itself, and shows usage (description, then flags) on
+// --help.
+func (a *app) newFlagSet(name, usage string) *flag.FlagSet {
+	fs := flag.NewFlagSet("authdb "+name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Func("db", "database `URL` (default $"+envURL+", else "+defaultURL+")", func(s string) error {
+		a.dbURL = s
+		return nil
+	})
+	fs.BoolFunc("v", "verbose: log debug messages to stderr", func(string) error {
+		a.verbose = true
+		return nil
+	})
+	fs.Usage = func() {
+		w := a.stdout
+		fmt.Fprint(w, strings.TrimLeft(usage, "\n"))
+		fmt.Fprintln(w, "\nFlags:")
+		fs.SetOutput(w)
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+	}
+	return fs
+}
+
+// parse parses a command's flags. --help prints the usage to stdout and
+// returns errHelpShown; a bad flag is a usage error.
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.Usage()
+			return errHelpShown
+		}
+		return &exitError{code: exitUsage, err: err, usage: true}
+	}
+	return nil
+}
+
+// setupLogger makes the logger handed to the backend: warnings (and, with -v,
+// debug messages) as text on stderr.
+func (a *app) setupLogger() *slog.Logger {
+	if a.logger == nil {
+		level := slog.LevelWarn
+		if a.verbose {
+			level = slog.LevelDebug
+		}
+		a.logger = slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level}))
+	}
+	return a.logger
+}
+
+// oneLine joins a multi-line message into one line.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}
