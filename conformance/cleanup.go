@@ -1,0 +1,236 @@
+package conformance
+
+import (
+	"errors"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/authdb/authdb/backend"
+)
+
+var allStatuses = []backend.FlowStatus{backend.StatusPending, backend.StatusReady, backend.StatusDone, backend.StatusError}
+
+func flowCleanupTests() []testCase {
+	return []testCase{
+		{"DeviceFlows", testCleanDeviceFlows},
+		{"DeviceFlowsBoundary", testCleanDeviceFlowsBoundary},
+		{"AuthorizationFlows", testCleanAuthFlows},
+		{"AuthorizationFlowsBoundary", testCleanAuthFlowsBoundary},
+		{"EmptyStore", testCleanEmpty},
+	}
+}
+
+func testCleanDeviceFlows(t *testing.T, s *suite) {
+	h := s.open(t)
+	var old []string
+	for _, st := range allStatuses {
+		_, dc := h.deviceFlowWithStatus(st)
+		old = append(old, dc)
+	}
+	n, err := h.b.CleanExpiredDeviceFlows(h.ctx, retention)
+	noErr(t, err, "CleanExpiredDeviceFlows")
+	if n != 0 {
+		t.Errorf("young flows: removed %d, want 0", n)
+	}
+	h.clock.Advance(retention + time.Minute)
+	_, young := h.insertDeviceFlow("young", "")
+	n, err = h.b.CleanExpiredDeviceFlows(h.ctx, retention)
+	noErr(t, err, "CleanExpiredDeviceFlows")
+	if n != 4 {
+		t.Errorf("old flows: removed %d, want 4 (one of each status)", n)
+	}
+	for i, dc := range old {
+		_, err := h.b.GetDeviceFlow(h.ctx, dc)
+		if !errors.Is(err, backend.ErrNotFound) {
+			t.Errorf("old %s flow: GetDeviceFlow error = %v, want ErrNotFound", allStatuses[i], err)
+		}
+	}
+	h.getDeviceFlow(young)
+	n, err = h.b.CleanExpiredDeviceFlows(h.ctx, retention)
+	noErr(t, err, "CleanExpiredDeviceFlows")
+	if n != 0 {
+		t.Errorf("second clean-up removed %d, want 0", n)
+	}
+}
+
+func testCleanDeviceFlowsBoundary(t *testing.T, s *suite) {
+	h := s.open(t)
+	base := Start.Truncate(time.Second) // whole seconds: no truncation ambiguity
+	h.clock.Set(base)
+	_, dc := h.insertDeviceFlow("c", "")
+	// Deleted when CreationTime < now-maxRetention: kept at exactly maxRetention.
+	h.clock.Set(base.Add(retention))
+	n, err := h.b.CleanExpiredDeviceFlows(h.ctx, retention)
+	noErr(t, err, "CleanExpiredDeviceFlows")
+	if n != 0 {
+		t.Errorf("flow exactly maxRetention old: removed %d, want 0", n)
+	}
+	h.getDeviceFlow(dc)
+	h.clock.Set(base.Add(retention + time.Second))
+	n, err = h.b.CleanExpiredDeviceFlows(h.ctx, retention)
+	noErr(t, err, "CleanExpiredDeviceFlows")
+	if n != 1 {
+		t.Errorf("flow maxRetention+1s old: removed %d, want 1", n)
+	}
+}
+
+func testCleanAuthFlows(t *testing.T, s *suite) {
+	h := s.open(t)
+	var codes []string
+	for _, st := range allStatuses {
+		_, code := h.readyAuthFlow(sampleIDToken())
+		if st != backend.StatusReady {
+			h.setAuthStatus(code, st)
+		}
+		codes = append(codes, code)
+	}
+	h.pendingAuthFlow() // one that never got a code
+	n, err := h.b.CleanExpiredAuthorizationFlows(h.ctx, retention)
+	noErr(t, err, "CleanExpiredAuthorizationFlows")
+	if n != 0 {
+		t.Errorf("young flows: removed %d, want 0", n)
+	}
+	h.clock.Advance(retention + time.Minute)
+	_, young := h.readyAuthFlow(sampleIDToken())
+	n, err = h.b.CleanExpiredAuthorizationFlows(h.ctx, retention)
+	noErr(t, err, "CleanExpiredAuthorizationFlows")
+	if n != 5 {
+		t.Errorf("old flows: removed %d, want 5 (one of each status and one without code)", n)
+	}
+	h.getAuthFlow(young)
+	// Back in time the old flows would be live: they are gone.
+	h.clock.Set(Start)
+	for i, code := range codes {
+		_, err := h.b.GetAuthorizationFlow(h.ctx, code, validity)
+		if !errors.Is(err, backend.ErrNotFound) {
+			t.Errorf("old %s flow: error = %v, want ErrNotFound", allStatuses[i], err)
+		}
+	}
+	h.clock.Advance(retention + time.Minute)
+	n, err = h.b.CleanExpiredAuthorizationFlows(h.ctx, retention)
+	noErr(t, err, "CleanExpiredAuthorizationFlows")
+	if n != 0 {
+		t.Errorf("second clean-up removed %d, want 0", n)
+	}
+}
+
+func testCleanAuthFlowsBoundary(t *testing.T, s *suite) {
+	h := s.open(t)
+	base := Start.Truncate(time.Second)
+	h.clock.Set(base)
+	h.pendingAuthFlow()
+	h.clock.Set(base.Add(retention))
+	n, err := h.b.CleanExpiredAuthorizationFlows(h.ctx, retention)
+	noErr(t, err, "CleanExpiredAuthorizationFlows")
+	if n != 0 {
+		t.Errorf("flow exactly maxRetention old: removed %d, want 0", n)
+	}
+	h.clock.Set(base.Add(retention + time.Second))
+	n, err = h.b.CleanExpiredAuthorizationFlows(h.ctx, retention)
+	noErr(t, err, "CleanExpiredAuthorizationFlows")
+	if n != 1 {
+		t.Errorf("flow maxRetention+1s old: removed %d, want 1", n)
+	}
+}
+
+func testCleanEmpty(t *testing.T, s *suite) {
+	h := s.open(t)
+	for name, clean := range map[string]func() (int64, error){
+		"CleanExpiredDeviceFlows":        func() (int64, error) { return h.b.CleanExpiredDeviceFlows(h.ctx, retention) },
+		"CleanExpiredAuthorizationFlows": func() (int64, error) { return h.b.CleanExpiredAuthorizationFlows(h.ctx, retention) },
+		"CleanExpiredRefreshTokens":      func() (int64, error) { return h.b.CleanExpiredRefreshTokens(h.ctx, retention) },
+	} {
+		n, err := clean()
+		if err != nil || n != 0 {
+			t.Errorf("%s on an empty store = %d, %v; want 0, nil", name, n, err)
+		}
+	}
+}
+
+func refreshCleanupTests() []testCase {
+	return []testCase{
+		{"ByJTITime", testCleanRefreshByJTITime},
+		{"StatusIrrelevant", testCleanRefreshStatusIrrelevant},
+	}
+}
+
+func testCleanRefreshByJTITime(t *testing.T, s *suite) {
+	h := s.open(t)
+	now := Start.Truncate(time.Second) // whole seconds: no truncation ambiguity
+	h.clock.Set(now)
+	const keep = 24 * time.Hour
+	cutoff := now.Add(-keep)
+	type tok struct {
+		jti  uuid.UUID
+		gone bool
+	}
+	toks := []tok{
+		{UUIDv7At(cutoff.Add(-400 * 24 * time.Hour)), true},
+		{UUIDv7At(cutoff.Add(-time.Second)), true},
+		{UUIDv7At(cutoff.Add(-time.Millisecond)), true},
+		{backend.LowestUUIDv7(cutoff), false}, // JTI == LowestUUIDv7(cutoff): not older
+		{UUIDv7At(cutoff), false},
+		{UUIDv7At(cutoff.Add(time.Millisecond)), false},
+		{UUIDv7At(now), false},
+		{UUIDv7At(now.Add(time.Hour)), false}, // from a clock a little ahead
+	}
+	for i, tk := range toks {
+		h.insertTokenJTI(tk.jti, "user-"+string(rune('a'+i%3)), "scope")
+	}
+	n, err := h.b.CleanExpiredRefreshTokens(h.ctx, keep)
+	noErr(t, err, "CleanExpiredRefreshTokens")
+	if n != 3 {
+		t.Errorf("removed %d tokens, want 3", n)
+	}
+	var want []uuid.UUID
+	for _, tk := range toks {
+		if tk.gone {
+			h.wantNoToken(tk.jti)
+		} else {
+			want = append(want, tk.jti)
+		}
+	}
+	sort.Slice(want, func(i, j int) bool { return want[i].String() < want[j].String() })
+	got := h.list("")
+	if len(got) != len(want) {
+		t.Fatalf("%d tokens left, want %d: %v", len(got), len(want), got)
+	}
+	for i := range want {
+		if got[i].JTI != want[i] {
+			t.Errorf("survivor %d = %s, want %s", i, got[i].JTI, want[i])
+		}
+	}
+	n, err = h.b.CleanExpiredRefreshTokens(h.ctx, keep)
+	noErr(t, err, "CleanExpiredRefreshTokens")
+	if n != 0 {
+		t.Errorf("second clean-up removed %d, want 0", n)
+	}
+	// Later, everything but the token from the future is old.
+	h.clock.Set(now.Add(keep + time.Second))
+	n, err = h.b.CleanExpiredRefreshTokens(h.ctx, keep)
+	noErr(t, err, "CleanExpiredRefreshTokens")
+	if n != 4 {
+		t.Errorf("a day later: removed %d, want 4", n)
+	}
+	h.wantList("", h.getToken(toks[len(toks)-1].jti))
+}
+
+func testCleanRefreshStatusIrrelevant(t *testing.T, s *suite) {
+	h := s.open(t)
+	old := []uuid.UUID{h.insertToken("alice", "s"), h.insertToken("alice", "s"), h.insertToken("bob", "s")}
+	noErr(t, h.b.RevokeRefreshToken(h.ctx, old[0]), "RevokeRefreshToken")
+	h.clock.Advance(retention + time.Second)
+	young := h.insertToken("alice", "s")
+	n, err := h.b.CleanExpiredRefreshTokens(h.ctx, retention)
+	noErr(t, err, "CleanExpiredRefreshTokens")
+	if n != 3 {
+		t.Errorf("removed %d, want 3 (revoked and created alike)", n)
+	}
+	for _, jti := range old {
+		h.wantNoToken(jti)
+	}
+	h.wantList("", backend.RefreshToken{JTI: young, Status: backend.TokenCreated, Scope: "s", Sub: "alice"})
+}
