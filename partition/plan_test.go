@@ -215,7 +215,7 @@ func TestPlanExamples(t *testing.T) {
 func TestPlanProperties(t *testing.T) {
 	rng := rand.New(rand.NewSource(20261129))
 	base := month(2000, time.January)
-	for i := 0; i < 20000; i++ {
+	for i := 0; i < 4000; i++ {
 		var existing []time.Time
 		if rng.Intn(10) > 0 {
 			first := base.AddDate(0, rng.Intn(400), 0)
