@@ -7,9 +7,12 @@ export CGO_ENABLED = 1
 test:
 	$(GO) test -race -count=1 -timeout 30m ./...
 
-## demo: a device flow, an authorization-code flow and a refresh rotation.
+## demo: a device flow, a PKCE flow, a refresh rotation and a replay, on a
+## fresh SQLite file (removed afterwards), printing each step.
 demo:
-	$(GO) run ./examples/quickstart
+	@dir=$$(mktemp -d "$${TMPDIR:-/tmp}/authdb-demo.XXXXXX") && \
+	$(GO) run ./cmd/authdb --db "sqlite://$$dir/demo.db" demo; \
+	status=$$?; rm -rf "$$dir"; exit $$status
 
 ## generate: regenerate the ent code from ent/schema.
 generate:
