@@ -81,7 +81,7 @@ func testAuthInsertIDToken(t *testing.T, s *suite) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("GetAuthorizationFlow =\n%+v\nwant\n%+v", got, want)
 	}
-	wantTime(t, "CreationTime", f.CreationTime, Start.Truncate(time.Second))
+	wantTime(t, "CreationTime", f.CreationTime, start.Truncate(time.Second))
 	sameJSON(t, "IDToken", f.IDToken, sampleIDToken())
 
 	// A second flow gets a different code.
@@ -119,7 +119,7 @@ func testAuthInsertIDTokenExpired(t *testing.T, s *suite) {
 	_, _, err := h.b.AuthorizationFlowInsertIDToken(h.ctx, id, sampleIDToken(), validity)
 	wantErr(t, err, backend.ErrNotPending)
 	// Nothing was written: back in its lifetime, the flow is still PENDING.
-	h.clock.Set(Start)
+	h.clock.Set(start)
 	_, _, err = h.b.AuthorizationFlowInsertIDToken(h.ctx, id, sampleIDToken(), validity)
 	noErr(t, err, "AuthorizationFlowInsertIDToken on the flow once live again")
 }
@@ -219,7 +219,7 @@ func testConsumeAuthSuccess(t *testing.T, s *suite) {
 		f.CodeChallengeMethod != "S256" || f.CodeChallenge != "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM" {
 		t.Errorf("returned flow = %+v", f)
 	}
-	wantTime(t, "CreationTime", f.CreationTime, Start.Truncate(time.Second))
+	wantTime(t, "CreationTime", f.CreationTime, start.Truncate(time.Second))
 	sameJSON(t, "returned IDToken", f.IDToken, sampleIDToken())
 	h.wantAuthStatus(code, backend.StatusDone)
 }
@@ -240,7 +240,7 @@ func testConsumeAuthExpired(t *testing.T, s *suite) {
 	h.clock.Advance(validity)
 	_, err := h.b.ConsumeAuthorizationFlow(h.ctx, code, validity)
 	wantErr(t, err, backend.ErrNotFound)
-	h.clock.Set(Start)
+	h.clock.Set(start)
 	h.wantAuthStatus(code, backend.StatusReady)
 }
 

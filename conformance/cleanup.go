@@ -58,7 +58,7 @@ func testCleanDeviceFlows(t *testing.T, s *suite) {
 
 func testCleanDeviceFlowsBoundary(t *testing.T, s *suite) {
 	h := s.open(t)
-	base := Start.Truncate(time.Second) // whole seconds: no truncation ambiguity
+	base := start.Truncate(time.Second) // whole seconds: no truncation ambiguity
 	h.clock.Set(base)
 	_, dc := h.insertDeviceFlow("c", "")
 	// Deleted when CreationTime < now-maxRetention: kept at exactly maxRetention.
@@ -102,7 +102,7 @@ func testCleanAuthFlows(t *testing.T, s *suite) {
 	}
 	h.getAuthFlow(young)
 	// Back in time the old flows would be live: they are gone.
-	h.clock.Set(Start)
+	h.clock.Set(start)
 	for i, code := range codes {
 		_, err := h.b.GetAuthorizationFlow(h.ctx, code, validity)
 		if !errors.Is(err, backend.ErrNotFound) {
@@ -119,7 +119,7 @@ func testCleanAuthFlows(t *testing.T, s *suite) {
 
 func testCleanAuthFlowsBoundary(t *testing.T, s *suite) {
 	h := s.open(t)
-	base := Start.Truncate(time.Second)
+	base := start.Truncate(time.Second)
 	h.clock.Set(base)
 	h.pendingAuthFlow()
 	h.clock.Set(base.Add(retention))
@@ -159,7 +159,7 @@ func refreshCleanupTests() []testCase {
 
 func testCleanRefreshByJTITime(t *testing.T, s *suite) {
 	h := s.open(t)
-	now := Start.Truncate(time.Second) // whole seconds: no truncation ambiguity
+	now := start.Truncate(time.Second) // whole seconds: no truncation ambiguity
 	h.clock.Set(now)
 	const keep = 24 * time.Hour
 	cutoff := now.Add(-keep)

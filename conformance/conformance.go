@@ -13,12 +13,12 @@ import (
 	"github.com/authdb/authdb/backend"
 )
 
-// Start is the instant every suite clock starts at. It is deliberately far
+// start is the instant every suite clock starts at. It is deliberately far
 // from the wall clock (a backend that reads the database's NOW() or
 // time.Now instead of its injected clock fails the suite) and has a
 // fractional second (a backend that does not truncate creation times to
 // whole seconds fails too).
-var Start = time.Date(2025, time.June, 15, 10, 20, 30, 750_000_000, time.UTC)
+var start = time.Date(2025, time.June, 15, 10, 20, 30, 750_000_000, time.UTC)
 
 // Durations the suite passes as maxValidity and maxRetention.
 const (
@@ -93,11 +93,11 @@ type harness struct {
 	closed bool
 }
 
-// open makes a fresh backend whose clock starts at Start; extra options are
+// open makes a fresh backend whose clock starts at start; extra options are
 // applied after WithClock.
 func (s *suite) open(t *testing.T, opts ...backend.Option) *harness {
 	t.Helper()
-	h := &harness{t: t, clock: NewClock(Start), ctx: t.Context()}
+	h := &harness{t: t, clock: NewClock(start), ctx: t.Context()}
 	all := append([]backend.Option{backend.WithClock(h.clock.Now)}, opts...)
 	h.b = s.newBackend(t, all...)
 	if h.b == nil {

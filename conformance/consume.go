@@ -38,7 +38,7 @@ func testConsumeDeviceSuccess(t *testing.T, s *suite) {
 	if f.UserCode != uc || f.DeviceCode != backend.HashCode(dc) || f.ClientID != "client-ready" || f.Scope != "openid profile" {
 		t.Errorf("returned flow = %+v", f)
 	}
-	wantTime(t, "CreationTime", f.CreationTime, Start.Truncate(time.Second))
+	wantTime(t, "CreationTime", f.CreationTime, start.Truncate(time.Second))
 	sameJSON(t, "returned IDToken", f.IDToken, sampleIDToken())
 	stored := h.getDeviceFlow(dc)
 	if stored.Status != backend.StatusDone {

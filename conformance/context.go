@@ -133,20 +133,20 @@ func ctxCases() []ctxCase {
 			h.wantNoToken(f.next)
 		}},
 		{"CleanExpiredDeviceFlows", func(h *harness, f *ctxFixture, ctx context.Context) error {
-			h.clock.Set(Start.Add(retention + time.Hour))
+			h.clock.Set(start.Add(retention + time.Hour))
 			_, err := h.b.CleanExpiredDeviceFlows(ctx, retention)
 			return err
 		}, func(h *harness, f *ctxFixture) { h.getDeviceFlow(f.pendingDC) }},
 		{"CleanExpiredAuthorizationFlows", func(h *harness, f *ctxFixture, ctx context.Context) error {
-			h.clock.Set(Start.Add(retention + time.Hour))
+			h.clock.Set(start.Add(retention + time.Hour))
 			_, err := h.b.CleanExpiredAuthorizationFlows(ctx, retention)
 			return err
 		}, func(h *harness, f *ctxFixture) {
-			h.clock.Set(Start)
+			h.clock.Set(start)
 			h.getAuthFlow(f.readyCode)
 		}},
 		{"CleanExpiredRefreshTokens", func(h *harness, f *ctxFixture, ctx context.Context) error {
-			h.clock.Set(Start.Add(retention + time.Hour))
+			h.clock.Set(start.Add(retention + time.Hour))
 			_, err := h.b.CleanExpiredRefreshTokens(ctx, retention)
 			return err
 		}, func(h *harness, f *ctxFixture) { h.getToken(f.tok) }},

@@ -126,9 +126,9 @@ func testDeviceGetReturnsStoredRow(t *testing.T, s *suite) {
 func testDeviceCreationTimeIsUTC(t *testing.T, s *suite) {
 	h := s.open(t)
 	// The same instant as seen from a zone with a half-hour offset.
-	h.clock.Set(Start.Add(37 * time.Minute).In(time.FixedZone("IST", 5*3600+1800)))
+	h.clock.Set(start.Add(37 * time.Minute).In(time.FixedZone("IST", 5*3600+1800)))
 	_, dc := h.insertDeviceFlow("c", "")
-	wantTime(t, "CreationTime", h.getDeviceFlow(dc).CreationTime, Start.Add(37*time.Minute).Truncate(time.Second))
+	wantTime(t, "CreationTime", h.getDeviceFlow(dc).CreationTime, start.Add(37*time.Minute).Truncate(time.Second))
 }
 
 func testDeviceGetByHashIsNotFound(t *testing.T, s *suite) {
@@ -157,7 +157,7 @@ func testDeviceGetAnyStatusAndAge(t *testing.T, s *suite) {
 		if f.Status != st {
 			t.Errorf("old flow status = %s, want %s", f.Status, st)
 		}
-		wantTime(t, "CreationTime", f.CreationTime, Start.Truncate(time.Second))
+		wantTime(t, "CreationTime", f.CreationTime, start.Truncate(time.Second))
 	}
 }
 
@@ -239,7 +239,7 @@ func testDeviceInsertIDToken(t *testing.T, s *suite) {
 		t.Errorf("Status = %s, want READY", f.Status)
 	}
 	sameJSON(t, "IDToken", f.IDToken, sampleIDToken())
-	wantTime(t, "CreationTime (unchanged)", f.CreationTime, Start.Truncate(time.Second))
+	wantTime(t, "CreationTime (unchanged)", f.CreationTime, start.Truncate(time.Second))
 }
 
 func testDeviceInsertIDTokenNormalised(t *testing.T, s *suite) {

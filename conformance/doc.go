@@ -39,8 +39,10 @@
 // # Time
 //
 // No test sleeps. Each subtest makes a Clock (exported here; goroutine-safe,
-// with Now, Advance and Set) starting at Start, a fixed instant far from the
-// wall clock with a fractional second, and injects it with
+// with Now, Advance and Set) starting at a fixed instant,
+// 2025-06-15 10:20:30.75 UTC: far from the wall clock, so a backend that
+// reads the wrong clock fails, and with a fractional second, so one that
+// does not truncate fails too. The suite injects it with
 // backend.WithClock(clock.Now). Expiry is tested by moving that clock, so a
 // backend must take "now" from its clock for every liveness, expiry,
 // creation-time and clean-up decision, never from the database's NOW() or

@@ -98,8 +98,8 @@ func testTokenInsertNotUUIDv7(t *testing.T, s *suite) {
 // sorted by JTI per subject.
 func threeSubjects(h *harness) (alice, bob []uuid.UUID) {
 	h.t.Helper()
-	a := []uuid.UUID{UUIDv7At(Start.Add(-3 * time.Hour)), UUIDv7At(Start.Add(-2 * time.Hour)), UUIDv7At(Start.Add(-time.Hour))}
-	b := []uuid.UUID{UUIDv7At(Start.Add(-150 * time.Minute)), UUIDv7At(Start.Add(-30 * time.Minute))}
+	a := []uuid.UUID{UUIDv7At(start.Add(-3 * time.Hour)), UUIDv7At(start.Add(-2 * time.Hour)), UUIDv7At(start.Add(-time.Hour))}
+	b := []uuid.UUID{UUIDv7At(start.Add(-150 * time.Minute)), UUIDv7At(start.Add(-30 * time.Minute))}
 	h.insertTokenJTI(a[2], "alice", "scope-a2")
 	h.insertTokenJTI(b[1], "bob", "scope-b1")
 	h.insertTokenJTI(a[0], "alice", "scope-a0")
