@@ -1,11 +1,9 @@
 package memory
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"time"
 
@@ -58,10 +56,8 @@ type Backend struct {
 	authByUUID map[uuid.UUID]*authFlow
 	authByHash map[string]*authFlow
 
-	// Refresh tokens: each subject's tokens sorted by JTI, and the subject
-	// of every JTI.
-	subjects map[string]*subjectTokens
-	byJTI    map[uuid.UUID]*subjectTokens
+	// Refresh tokens, by JTI and by subject (see tokenStore).
+	tokens *tokenStore
 }
 
 var _ backend.Backend = (*Backend)(nil)
@@ -82,28 +78,6 @@ type authFlow struct {
 	idToken                                                  []byte
 }
 
-// token is a refresh token as kept in its subject's slice (the subject is
-// the slice's).
-type token struct {
-	jti    uuid.UUID
-	status backend.TokenStatus
-	scope  string
-}
-
-// subjectTokens holds one subject's tokens, sorted by JTI (bytewise), so a
-// subject's listing is a copy of one contiguous slice.
-type subjectTokens struct {
-	sub    string
-	tokens []token
-}
-
-// find returns the index of jti in s.tokens and whether it is there.
-func (s *subjectTokens) find(jti uuid.UUID) (int, bool) {
-	return slices.BinarySearchFunc(s.tokens, jti, func(t token, id uuid.UUID) int {
-		return bytes.Compare(t.jti[:], id[:])
-	})
-}
-
 // New returns a new, empty in-memory backend configured by opts. Options
 // that make no sense in memory are ignored.
 func New(opts ...backend.Option) *Backend {
@@ -113,8 +87,7 @@ func New(opts ...backend.Option) *Backend {
 		deviceByHash:     map[string]*deviceFlow{},
 		authByUUID:       map[uuid.UUID]*authFlow{},
 		authByHash:       map[string]*authFlow{},
-		subjects:         map[string]*subjectTokens{},
-		byJTI:            map[uuid.UUID]*subjectTokens{},
+		tokens:           newTokenStore(),
 	}
 }
 
@@ -483,52 +456,6 @@ func (f *authFlow) record(op string) (backend.AuthorizationFlow, error) {
 	}, nil
 }
 
-// insertToken adds a CREATED token of sub; the caller holds the lock and has
-// checked that jti is free.
-func (b *Backend) insertToken(jti uuid.UUID, sub, scope string) {
-	s := b.subjects[sub]
-	if s == nil {
-		s = &subjectTokens{sub: sub}
-		b.subjects[sub] = s
-	}
-	t := token{jti: jti, status: backend.TokenCreated, scope: scope}
-	if n := len(s.tokens); n == 0 || bytes.Compare(s.tokens[n-1].jti[:], jti[:]) < 0 {
-		s.tokens = append(s.tokens, t) // the usual case: UUIDv7s grow with time
-	} else {
-		i, _ := s.find(jti)
-		s.tokens = slices.Insert(s.tokens, i, t)
-	}
-	b.byJTI[jti] = s
-}
-
-// lookupToken returns the subject and index of jti; the caller holds the lock.
-func (b *Backend) lookupToken(jti uuid.UUID) (*subjectTokens, int, bool) {
-	s := b.byJTI[jti]
-	if s == nil {
-		return nil, 0, false
-	}
-	i, ok := s.find(jti)
-	return s, i, ok
-}
-
-// revokeAll revokes every token of s and returns how many changed; the
-// caller holds the lock.
-func revokeAll(s *subjectTokens) int64 {
-	var n int64
-	for i := range s.tokens {
-		if s.tokens[i].status != backend.TokenRevoked {
-			s.tokens[i].status = backend.TokenRevoked
-			n++
-		}
-	}
-	return n
-}
-
-func (s *subjectTokens) record(i int) backend.RefreshToken {
-	t := s.tokens[i]
-	return backend.RefreshToken{JTI: t.jti, Status: t.status, Scope: t.scope, Sub: s.sub}
-}
-
 // InsertRefreshToken implements backend.Backend.
 func (b *Backend) InsertRefreshToken(ctx context.Context, jti uuid.UUID, sub, scope string) error {
 	const op = "insert refresh token"
@@ -542,10 +469,10 @@ func (b *Backend) InsertRefreshToken(ctx context.Context, jti uuid.UUID, sub, sc
 		return err
 	}
 	defer b.mu.Unlock()
-	if _, exists := b.byJTI[jti]; exists {
+	if b.tokens.exists(jti) {
 		return fmt.Errorf("authdb: %s %s: %w", op, jti, backend.ErrAlreadyExists)
 	}
-	b.insertToken(jti, sub, scope)
+	b.tokens.insert(jti, sub, scope)
 	return nil
 }
 
@@ -556,57 +483,26 @@ func (b *Backend) GetRefreshToken(ctx context.Context, jti uuid.UUID) (backend.R
 		return backend.RefreshToken{}, err
 	}
 	defer b.mu.Unlock()
-	s, i, ok := b.lookupToken(jti)
+	si, i, ok := b.tokens.lookup(jti)
 	if !ok {
 		return backend.RefreshToken{}, fmt.Errorf("authdb: %s %s: %w", op, jti, backend.ErrNotFound)
 	}
-	return s.record(i), nil
+	return b.tokens.record(si, i), nil
 }
 
 // GetUserRefreshTokens implements backend.Backend. With a subject it costs
-// O(that subject's tokens); with "" it lists every token, O(n log n).
+// O(that subject's tokens) whatever the store's size; with "" it lists every
+// token, O(n log n).
 func (b *Backend) GetUserRefreshTokens(ctx context.Context, sub string) ([]backend.RefreshToken, error) {
 	const op = "get user refresh tokens"
 	if err := b.begin(ctx, op); err != nil {
 		return nil, err
 	}
-	if sub != "" {
-		defer b.mu.Unlock()
-		s := b.subjects[sub]
-		if s == nil {
-			return nil, nil
-		}
-		n := 0
-		for i := range s.tokens {
-			if s.tokens[i].status != backend.TokenRevoked {
-				n++
-			}
-		}
-		if n == 0 {
-			return nil, nil
-		}
-		out := make([]backend.RefreshToken, 0, n)
-		for i, t := range s.tokens {
-			if t.status != backend.TokenRevoked {
-				out = append(out, s.record(i))
-			}
-		}
-		return out, nil
+	defer b.mu.Unlock()
+	if sub == "" {
+		return b.tokens.listAll(), nil
 	}
-	out := make([]backend.RefreshToken, 0, len(b.byJTI))
-	for _, s := range b.subjects {
-		for i := range s.tokens {
-			out = append(out, s.record(i))
-		}
-	}
-	b.mu.Unlock()
-	slices.SortFunc(out, func(x, y backend.RefreshToken) int {
-		return bytes.Compare(x.JTI[:], y.JTI[:])
-	})
-	if len(out) == 0 {
-		return nil, nil
-	}
-	return out, nil
+	return b.tokens.listSubject(sub), nil
 }
 
 // RevokeRefreshToken implements backend.Backend.
@@ -616,11 +512,11 @@ func (b *Backend) RevokeRefreshToken(ctx context.Context, jti uuid.UUID) error {
 		return err
 	}
 	defer b.mu.Unlock()
-	s, i, ok := b.lookupToken(jti)
+	si, i, ok := b.tokens.lookup(jti)
 	if !ok {
 		return fmt.Errorf("authdb: %s %s: %w", op, jti, backend.ErrNotFound)
 	}
-	s.tokens[i].status = backend.TokenRevoked
+	b.tokens.revoke(si, i)
 	return nil
 }
 
@@ -637,11 +533,11 @@ func (b *Backend) RevokeUserRefreshTokens(ctx context.Context, sub string) (int6
 		return 0, err
 	}
 	defer b.mu.Unlock()
-	s := b.subjects[sub]
-	if s == nil {
+	si, ok := b.tokens.subjectIndex(sub, false)
+	if !ok {
 		return 0, nil
 	}
-	return revokeAll(s), nil
+	return b.tokens.revokeAll(si), nil
 }
 
 // RotateRefreshToken implements backend.Backend.
@@ -657,23 +553,20 @@ func (b *Backend) RotateRefreshToken(ctx context.Context, oldJTI, newJTI uuid.UU
 		return backend.RefreshToken{}, err
 	}
 	defer b.mu.Unlock()
-	s, i, ok := b.lookupToken(oldJTI)
+	si, i, ok := b.tokens.lookup(oldJTI)
 	if !ok {
 		return backend.RefreshToken{}, fmt.Errorf("authdb: %s %s: %w", op, oldJTI, backend.ErrNotFound)
 	}
-	if s.tokens[i].status == backend.TokenRevoked {
-		n := revokeAll(s)
-		return backend.RefreshToken{}, fmt.Errorf("authdb: %s %s: %d tokens of the subject revoked: %w",
+	if b.tokens.subs[si].tokens[i].revoked {
+		n := b.tokens.revokeAll(si)
+		return backend.RefreshToken{}, fmt.Errorf("authdb: %s %s: replayed; %d tokens of the subject revoked: %w",
 			op, oldJTI, n, backend.ErrTokenReused)
 	}
-	if _, exists := b.byJTI[newJTI]; exists {
+	if b.tokens.exists(newJTI) {
 		return backend.RefreshToken{}, fmt.Errorf("authdb: %s %s: new_jti %s: %w",
 			op, oldJTI, newJTI, backend.ErrAlreadyExists)
 	}
-	s.tokens[i].status = backend.TokenRevoked
-	old := s.record(i) // before insertToken, which may move the slice
-	b.insertToken(newJTI, s.sub, old.Scope)
-	return old, nil
+	return b.tokens.rotate(si, i, newJTI), nil
 }
 
 // CleanExpiredDeviceFlows implements backend.Backend: one scan of the store.
@@ -727,25 +620,7 @@ func (b *Backend) CleanExpiredRefreshTokens(ctx context.Context, maxRetention ti
 	if err := b.begin(ctx, op); err != nil {
 		return 0, err
 	}
-	var n int64
-	for sub, s := range b.subjects {
-		// Each subject's tokens are sorted: the expired ones are a prefix.
-		k, _ := slices.BinarySearchFunc(s.tokens, bound, func(t token, id uuid.UUID) int {
-			return bytes.Compare(t.jti[:], id[:])
-		})
-		if k == 0 {
-			continue
-		}
-		for _, t := range s.tokens[:k] {
-			delete(b.byJTI, t.jti)
-		}
-		n += int64(k)
-		if k == len(s.tokens) {
-			delete(b.subjects, sub)
-			continue
-		}
-		s.tokens = slices.Clone(s.tokens[k:]) // release the deleted prefix
-	}
+	n := b.tokens.deleteBefore(bound)
 	b.mu.Unlock()
 	b.progress("RefreshTokens", n)
 	return n, nil
@@ -780,6 +655,6 @@ func (b *Backend) Close() error {
 	b.closed = true
 	b.deviceByUserCode, b.deviceByHash = nil, nil
 	b.authByUUID, b.authByHash = nil, nil
-	b.subjects, b.byJTI = nil, nil
+	b.tokens = nil
 	return nil
 }
