@@ -1,0 +1,16 @@
+package memory_test
+
+import (
+	"testing"
+
+	"github.com/authdb/authdb/backend"
+	"github.com/authdb/authdb/backend/memory"
+	"github.com/authdb/authdb/conformance"
+)
+
+// TestConformance runs the whole conformance suite on the memory backend.
+func TestConformance(t *testing.T) {
+	conformance.Run(t, func(t *testing.T, opts ...backend.Option) backend.Backend {
+		return memory.New(opts...)
+	})
+}
