@@ -1,7 +1,7 @@
 GO ?= go
 export CGO_ENABLED = 1
 
-.PHONY: test demo generate bench lint
+.PHONY: test demo generate bench bench-partition lint
 
 ## test: every test of every package, with the race detector.
 test:
@@ -21,6 +21,13 @@ generate:
 ## bench: benchmarks.
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./backend/...
+
+## bench-partition: fill one month with 1,000,000 refresh tokens on MariaDB/MySQL
+## (AUTHDB_TEST_MYSQL_URL, default the local server; AUTHDB_PURGE_TOKENS sets the
+## count) and time purging it by DROP PARTITION and by CleanExpiredRefreshTokens.
+bench-partition:
+	AUTHDB_TEST_MYSQL_URL="$${AUTHDB_TEST_MYSQL_URL:-mysql://root@127.0.0.1:3306/test}" AUTHDB_TEST_REQUIRE_DBS=1 \
+	$(GO) test -run '^$$' -bench BenchmarkPurgeMonth -benchtime 1x -timeout 60m ./partition/internal/purgebench
 
 ## lint: gofmt and go vet.
 lint:
