@@ -15,13 +15,15 @@ import (
 	"github.com/authdb/authdb/partition"
 )
 
-const cleanupUsage = `Usage: authdb [--db URL] cleanup [--device-retention DUR] [--authorization-retention DUR] [--refresh-retention DUR]
+const cleanupUsage = `Usage: authdb [--db URL] cleanup [--device-retention DUR] [--authorization-retention DUR]
+                                 [--refresh-retention DUR] [--batch-size N]
 
 Deletes device flows and authorization flows created more than the given
 retention ago, whatever their status, and, when --refresh-retention is given,
 refresh tokens whose JTI (a UUIDv7) was made more than that long ago, revoked
-or not. Prints how many rows each step deleted. Durations are Go durations
-(90s, 45m, 36h) or whole days (30d). A retention of 0 skips the step.
+or not. Prints how many rows each step deleted. SQL backends delete in batches
+of --batch-size rows, so no statement holds locks for long. Durations are Go
+durations (90s, 45m, 36h) or whole days (30d). A retention of 0 skips the step.
 
 Refresh tokens on a partitioned MySQL/MariaDB table: first, every monthly
 partition whose tokens are all older than the retention is dropped whole
@@ -56,6 +58,23 @@ func retentionMonthsFor(d time.Duration) int {
 	return n
 }
 
+// fmtDuration prints a retention briefly: whole days as "30d", else Go's
+// form without zero units ("1h", "90m" as "1h30m").
+func fmtDuration(d time.Duration) string {
+	day := 24 * time.Hour
+	if d >= day && d%day == 0 {
+		return fmt.Sprintf("%dd", d/day)
+	}
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
 // durationFlag is a time.Duration flag that also accepts whole days ("30d").
 type durationFlag struct{ d *time.Duration }
 
@@ -63,7 +82,7 @@ func (f durationFlag) String() string {
 	if f.d == nil {
 		return ""
 	}
-	return f.d.String()
+	return fmtDuration(*f.d)
 }
 
 func (f durationFlag) Set(s string) error {
@@ -104,15 +123,20 @@ func runCleanup(ctx context.Context, a *app, args []string) error {
 	fs.Var(durationFlag{&authRet}, "authorization-retention", "delete authorization flows older than this `duration` (0 skips)")
 	fs.Var(durationFlag{&refreshRet}, "refresh-retention",
 		"delete refresh tokens older than this `duration` (default 0: keep them); must outlive the longest refresh-token lifetime")
+	batch := fs.Int("batch-size", backend.DefaultCleanupBatchSize, "delete at most this many `rows` per statement (SQL backends)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return usageErrorf("unexpected argument %q", fs.Arg(0))
 	}
+	if *batch < 1 {
+		return usageErrorf("--batch-size must be at least 1, got %d", *batch)
+	}
 
 	p := &progress{w: a.stderr, on: isTerminal(os.Stdout)}
-	b, err := a.open(ctx, backend.WithoutMigration(), backend.WithCleanupProgress(p.report))
+	b, err := a.open(ctx, backend.WithoutMigration(), backend.WithCleanupBatchSize(*batch),
+		backend.WithCleanupProgress(p.report))
 	if err != nil {
 		return err
 	}
@@ -131,14 +155,14 @@ func runCleanup(ctx context.Context, a *app, args []string) error {
 		p.done()
 		switch {
 		case errors.Is(err, backend.ErrUnsupported):
-			fmt.Fprintf(w, "  %s older than %s: not supported on this engine, skipped\n", label, retention)
+			fmt.Fprintf(w, "  %s older than %s: not supported on this engine, skipped\n", label, fmtDuration(retention))
 		case err != nil:
 			failed++
 			fmt.Fprintf(a.stderr, "authdb cleanup: %s: %s\n", label,
 				oneLine(scrubPassword(schemaHint(err).Error(), a.dbURL)))
-			fmt.Fprintf(w, "  %s older than %s: failed\n", label, retention)
+			fmt.Fprintf(w, "  %s older than %s: failed\n", label, fmtDuration(retention))
 		default:
-			fmt.Fprintf(w, "  %s older than %s: %d deleted\n", label, retention, n)
+			fmt.Fprintf(w, "  %s older than %s: %d deleted\n", label, fmtDuration(retention), n)
 		}
 	}
 

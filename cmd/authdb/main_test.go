@@ -341,11 +341,11 @@ func TestCleanup(t *testing.T) {
 
 		// Without --refresh-retention, tokens are kept.
 		out := ok(t, dbURL, "cleanup")
-		wantContains(t, "cleanup", out, "device flows older than 1h0m0s: 1 deleted",
-			"authorization flows older than 1h0m0s: 1 deleted", "refresh tokens: skipped")
+		wantContains(t, "cleanup", out, "device flows older than 1h: 1 deleted",
+			"authorization flows older than 1h: 1 deleted", "refresh tokens: skipped")
 		out = ok(t, dbURL, "cleanup", "--device-retention", "0", "--refresh-retention", "1d")
 		wantContains(t, "cleanup --refresh-retention 1d", out, "device flows: skipped",
-			"authorization flows older than 1h0m0s: 0 deleted", "refresh tokens older than 24h0m0s: 1 deleted")
+			"authorization flows older than 1h: 0 deleted", "refresh tokens older than 1d: 1 deleted")
 		if engine == "mysql" {
 			wantContains(t, "cleanup on mysql", out, "refresh-token partitions older than 1 months: dropped 0")
 		}
@@ -422,7 +422,7 @@ func TestPartitions(t *testing.T) {
 		out = ok(t, dbURL, "cleanup", "--refresh-retention", "90d")
 		wantContains(t, "cleanup with an old partition", out,
 			"refresh-token partitions older than 4 months: dropped 1 ("+partition.Name(old)+")",
-			"refresh tokens older than 2160h0m0s: 0 deleted")
+			"refresh tokens older than 90d: 0 deleted")
 		if toks, err := b.GetUserRefreshTokens(context.Background(), ""); err != nil || len(toks) != 0 {
 			t.Fatalf("tokens after dropping the old partition: %+v, %v", toks, err)
 		}
@@ -450,6 +450,15 @@ func TestRetentionMonthsNeverDropsYoungTokens(t *testing.T) {
 	}
 	if got := retentionMonthsFor(30 * day); got != 2 {
 		t.Errorf("retentionMonthsFor(30d) = %d, want 2", got)
+	}
+}
+
+func TestFmtDuration(t *testing.T) {
+	for d, want := range map[time.Duration]string{time.Hour: "1h", 90 * time.Minute: "1h30m", 45 * time.Second: "45s",
+		48 * time.Hour: "2d", 36 * time.Hour: "36h", 2*time.Hour + 5*time.Second: "2h0m5s", 10 * time.Minute: "10m"} {
+		if got := fmtDuration(d); got != want {
+			t.Errorf("fmtDuration(%v) = %q, want %q", d, got, want)
+		}
 	}
 }
 
