@@ -170,6 +170,8 @@ func (d *demo) authorizationFlow(ctx context.Context) error {
 	}
 	d.holdsAuth(flow)
 
+	// The token endpoint checks the verifier against the stored challenge
+	// before it consumes the code, so a wrong verifier does not burn it.
 	wrong, err := backend.GenerateCode()
 	if err != nil {
 		return err
@@ -177,15 +179,17 @@ func (d *demo) authorizationFlow(ctx context.Context) error {
 	if s256(wrong) == flow.CodeChallenge {
 		return errors.New("demo: a random verifier matched the challenge")
 	}
-	d.step("attacker: /token", "code + wrong code_verifier: S256(verifier) != stored challenge -> invalid_grant, code kept")
-	flow, err = d.b.ConsumeAuthorizationFlow(ctx, code, demoValidity)
-	if err != nil {
-		return fmt.Errorf("demo: consume authorization flow: %w", err)
+	d.step("attacker: /token", "GetAuthorizationFlow(code): S256(wrong verifier) != stored challenge -> invalid_grant, code not consumed")
+	if flow, err = d.b.GetAuthorizationFlow(ctx, code, demoValidity); err != nil {
+		return fmt.Errorf("demo: get authorization flow: %w", err)
 	}
 	if s256(verifier) != flow.CodeChallenge {
 		return errors.New("demo: the right verifier does not match the stored challenge")
 	}
-	d.step("client: /token", "ConsumeAuthorizationFlow -> %s; S256(verifier) == stored challenge: issue tokens", flow.Status)
+	if flow, err = d.b.ConsumeAuthorizationFlow(ctx, code, demoValidity); err != nil {
+		return fmt.Errorf("demo: consume authorization flow: %w", err)
+	}
+	d.step("client: /token", "S256(verifier) == stored challenge; ConsumeAuthorizationFlow -> %s: issue tokens", flow.Status)
 	_, err = d.b.ConsumeAuthorizationFlow(ctx, code, demoValidity)
 	if err := expect(err, backend.ErrAlreadyUsed, "second redemption"); err != nil {
 		return err

@@ -1,0 +1,227 @@
+package sqlbackend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"entgo.io/ent/dialect"
+
+	"github.com/authdb/authdb/backend"
+)
+
+// InsertAuthorizationFlow implements backend.Backend: one INSERT.
+func (b *Backend) InsertAuthorizationFlow(ctx context.Context, clientID, scope, codeChallenge, codeChallengeMethod, redirectURI string) (string, error) {
+	const op = "insert authorization flow"
+	if err := start(ctx, op); err != nil {
+		return "", err
+	}
+	if err := backend.CheckAuthorizationFlow(clientID, scope, codeChallenge, codeChallengeMethod, redirectURI); err != nil {
+		return "", fmt.Errorf("authdb: %s: %w", op, err)
+	}
+	id, err := backend.NewUUIDv7()
+	if err != nil {
+		return "", err
+	}
+	err = Retry(ctx, func() error {
+		_, err := exec(ctx, b.client, b.q.insertAuth, b.idArg(id), clientID, b.timeArg(b.now()),
+			scope, codeChallenge, codeChallengeMethod, redirectURI)
+		if err != nil {
+			return b.wrap(ctx, op, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	return id.String(), nil
+}
+
+// AuthorizationFlowInsertIDToken implements backend.Backend: one conditional
+// UPDATE (PENDING and live) that stores the code's hash and the token and
+// sets READY, returning the redirect URI (PostgreSQL, SQLite: RETURNING;
+// MySQL: a SELECT after the update). The flow id is accepted dashed or as 32
+// hex digits; anything else names no flow: backend.ErrNotPending.
+func (b *Backend) AuthorizationFlowInsertIDToken(ctx context.Context, flowID string, idToken map[string]any, maxValidity time.Duration) (string, string, error) {
+	const op = "insert authorization flow id token"
+	if err := start(ctx, op); err != nil {
+		return "", "", err
+	}
+	tok, err := backend.EncodeIDToken(idToken)
+	if err != nil {
+		return "", "", fmt.Errorf("authdb: %s: %w", op, err)
+	}
+	id, err := backend.ParseStoredUUID(flowID)
+	if err != nil {
+		return "", "", fmt.Errorf("authdb: %s %q: %w", op, flowID, backend.ErrNotPending)
+	}
+	code, err := backend.GenerateCode()
+	if err != nil {
+		return "", "", err
+	}
+	args := []any{backend.HashCode(code), string(tok), b.idArg(id), b.timeArg(liveSince(b.now(), maxValidity))}
+	var redirectURI string
+	err = Retry(ctx, func() error {
+		var found bool
+		var err error
+		if b.dialect == dialect.MySQL {
+			var n int64
+			if n, err = exec(ctx, b.client, b.q.authInsertIDToken, args...); err == nil && n > 0 {
+				found, err = queryRow(ctx, b.client, b.q.authRedirectURI, []any{b.idArg(id)}, &redirectURI)
+			}
+		} else {
+			found, err = queryRow(ctx, b.client, b.q.authInsertIDToken, args, &redirectURI)
+		}
+		if err != nil {
+			return b.wrap(ctx, op, err)
+		}
+		if !found {
+			return fmt.Errorf("authdb: %s %s: %w", op, id, backend.ErrNotPending)
+		}
+		return nil
+	})
+	if err != nil {
+		return "", "", err
+	}
+	return code, redirectURI, nil
+}
+
+// GetAuthorizationFlow implements backend.Backend: one SELECT by the hashed
+// code (indexed: ix_AuthorizationFlows_Code) and liveness.
+func (b *Backend) GetAuthorizationFlow(ctx context.Context, code string, maxValidity time.Duration) (backend.AuthorizationFlow, error) {
+	const op = "get authorization flow"
+	if err := start(ctx, op); err != nil {
+		return backend.AuthorizationFlow{}, err
+	}
+	args := []any{backend.HashCode(code), b.timeArg(liveSince(b.now(), maxValidity))}
+	var r authRow
+	err := Retry(ctx, func() error {
+		found, err := queryRow(ctx, b.client, b.q.getAuth, args, r.dest()...)
+		if err != nil {
+			return b.wrap(ctx, op, err)
+		}
+		if !found {
+			return fmt.Errorf("authdb: %s: %w", op, backend.ErrNotFound)
+		}
+		return nil
+	})
+	if err != nil {
+		return backend.AuthorizationFlow{}, err
+	}
+	return r.flow()
+}
+
+// UpdateAuthorizationFlowStatus implements backend.Backend: one UPDATE.
+func (b *Backend) UpdateAuthorizationFlowStatus(ctx context.Context, code string, status backend.FlowStatus) error {
+	const op = "update authorization flow status"
+	if err := start(ctx, op); err != nil {
+		return err
+	}
+	if err := backend.CheckFlowStatus(status); err != nil {
+		return fmt.Errorf("authdb: %s: %w", op, err)
+	}
+	return Retry(ctx, func() error {
+		n, err := exec(ctx, b.client, b.q.updateAuthStatus, string(status), backend.HashCode(code))
+		if err != nil {
+			return b.wrap(ctx, op, err)
+		}
+		if n == 0 {
+			return fmt.Errorf("authdb: %s: %w", op, backend.ErrNotFound)
+		}
+		return nil
+	})
+}
+
+// ConsumeAuthorizationFlow implements backend.Backend, as ConsumeDeviceFlow:
+// PostgreSQL one statement on every path; SQLite UPDATE ... RETURNING, plus
+// a SELECT on the failure path; MySQL a SELECT, then the conditional UPDATE.
+func (b *Backend) ConsumeAuthorizationFlow(ctx context.Context, code string, maxValidity time.Duration) (backend.AuthorizationFlow, error) {
+	const op = "consume authorization flow"
+	if err := start(ctx, op); err != nil {
+		return backend.AuthorizationFlow{}, err
+	}
+	hash := backend.HashCode(code)
+	since := b.timeArg(liveSince(b.now(), maxValidity))
+	var r authRow
+	err := Retry(ctx, func() error {
+		for range MaxAttempts {
+			r = authRow{}
+			err := b.consumeAuthOnce(ctx, hash, since, &r)
+			if !errors.Is(err, errRaced) {
+				if err != nil && !isSentinel(err) {
+					return b.wrap(ctx, op, err)
+				}
+				return err
+			}
+		}
+		return fmt.Errorf("authdb: %s: %w", op, errRaced)
+	})
+	if err != nil {
+		return backend.AuthorizationFlow{}, err
+	}
+	return r.flow()
+}
+
+func (b *Backend) consumeAuthOnce(ctx context.Context, hash string, since any, r *authRow) error {
+	switch b.dialect {
+	case dialect.Postgres:
+		var done bool
+		found, err := queryRow(ctx, b.client, b.q.consumeAuth, []any{hash, since, hash, since}, append([]any{&done}, r.dest()...)...)
+		if err != nil {
+			return err
+		}
+		if !found {
+			return fmt.Errorf("authdb: consume authorization flow: %w", backend.ErrNotFound)
+		}
+		if done {
+			return nil
+		}
+		return authFailure(r)
+	case dialect.SQLite:
+		found, err := queryRow(ctx, b.client, b.q.consumeAuth, []any{hash, since}, r.dest()...)
+		if err != nil || found {
+			return err
+		}
+		found, err = queryRow(ctx, b.client, b.q.getAuth, []any{hash, since}, r.dest()...)
+		if err != nil {
+			return err
+		}
+		if !found {
+			return fmt.Errorf("authdb: consume authorization flow: %w", backend.ErrNotFound)
+		}
+		return authFailure(r)
+	default: // MySQL
+		found, err := queryRow(ctx, b.client, b.q.getAuth, []any{hash, since}, r.dest()...)
+		if err != nil {
+			return err
+		}
+		if !found {
+			return fmt.Errorf("authdb: consume authorization flow: %w", backend.ErrNotFound)
+		}
+		if err := authFailure(r); !errors.Is(err, errRaced) {
+			return err
+		}
+		n, err := exec(ctx, b.client, b.q.consumeAuth, hash, since)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return errRaced
+		}
+		r.f.Status = backend.StatusDone
+		return nil
+	}
+}
+
+// authFailure says why a live authorization flow cannot be consumed;
+// errRaced when it reads READY (see deviceFailure).
+func authFailure(r *authRow) error {
+	switch r.f.Status {
+	case backend.StatusDone:
+		return fmt.Errorf("authdb: consume authorization flow %s: %w", r.id, backend.ErrAlreadyUsed)
+	case backend.StatusReady:
+		return errRaced
+	}
+	return fmt.Errorf("authdb: consume authorization flow %s (status %s): %w", r.id, r.f.Status, backend.ErrFlowFailed)
+}

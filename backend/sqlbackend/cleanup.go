@@ -1,0 +1,67 @@
+package sqlbackend
+
+import (
+	"context"
+	"time"
+
+	"github.com/authdb/authdb/backend"
+)
+
+// CleanExpiredDeviceFlows implements backend.Backend: deletes device flows
+// with CreationTime < now-maxRetention (index ix_DeviceFlows_CreationTime)
+// in batches (see cleanup).
+func (b *Backend) CleanExpiredDeviceFlows(ctx context.Context, maxRetention time.Duration) (int64, error) {
+	return b.cleanup(ctx, "clean expired device flows", "DeviceFlows", b.q.cleanDevices,
+		b.timeArg(cleanBefore(b.now(), maxRetention)))
+}
+
+// CleanExpiredAuthorizationFlows implements backend.Backend, as
+// CleanExpiredDeviceFlows (index ix_AuthorizationFlows_CreationTime).
+func (b *Backend) CleanExpiredAuthorizationFlows(ctx context.Context, maxRetention time.Duration) (int64, error) {
+	return b.cleanup(ctx, "clean expired authorization flows", "AuthorizationFlows", b.q.cleanAuths,
+		b.timeArg(cleanBefore(b.now(), maxRetention)))
+}
+
+// CleanExpiredRefreshTokens implements backend.Backend: deletes tokens with
+// JTI < LowestUUIDv7(now-maxRetention), a range on the primary key (on
+// MySQL the statement touches only the partitions below the bound).
+func (b *Backend) CleanExpiredRefreshTokens(ctx context.Context, maxRetention time.Duration) (int64, error) {
+	return b.cleanup(ctx, "clean expired refresh tokens", "RefreshTokens", b.q.cleanTokens,
+		b.idArg(backend.LowestUUIDv7(b.now().Add(-maxRetention))))
+}
+
+// cleanup deletes in batches of at most Options.CleanupBatchSize rows per
+// statement, each its own transaction, so that no statement holds locks
+// for long, until a batch deletes fewer rows; after each batch it calls
+// Options.CleanupProgress. On error it returns the rows deleted so far with
+// the error (the deleted batches stay deleted).
+func (b *Backend) cleanup(ctx context.Context, op, table, query string, bound any) (int64, error) {
+	if err := start(ctx, op); err != nil {
+		return 0, err
+	}
+	batch := b.opts.CleanupBatchSize
+	if batch <= 0 {
+		batch = backend.DefaultCleanupBatchSize
+	}
+	var total int64
+	for {
+		var n int64
+		err := Retry(ctx, func() error {
+			var err error
+			if n, err = exec(ctx, b.client, query, bound, batch); err != nil {
+				return b.wrap(ctx, op, err)
+			}
+			return nil
+		})
+		if err != nil {
+			return total, err
+		}
+		total += n
+		if b.opts.CleanupProgress != nil {
+			b.opts.CleanupProgress(table, total)
+		}
+		if n < int64(batch) {
+			return total, nil
+		}
+	}
+}

@@ -1,0 +1,291 @@
+package sqlbackend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"entgo.io/ent/dialect"
+
+	"github.com/authdb/authdb/backend"
+)
+
+// errRaced is returned by one attempt of an operation whose conditional
+// write lost to a concurrent call that the attempt's read did not see yet;
+// the operation runs again (at most MaxAttempts times).
+var errRaced = errors.New("authdb: concurrent change, try again")
+
+// start checks the context before an operation does anything.
+func start(ctx context.Context, op string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("authdb: %s: %w", op, err)
+	}
+	return nil
+}
+
+// InsertDeviceFlow implements backend.Backend: one INSERT per user code
+// tried (PostgreSQL and SQLite: ON CONFLICT DO NOTHING, a taken code
+// affects no row; MySQL: a duplicate-key error), at most
+// backend.MaxUserCodeAttempts codes, then backend.ErrCodeCollision.
+func (b *Backend) InsertDeviceFlow(ctx context.Context, clientID, scope string) (string, string, error) {
+	const op = "insert device flow"
+	if err := start(ctx, op); err != nil {
+		return "", "", err
+	}
+	if err := backend.CheckDeviceFlow(clientID, scope); err != nil {
+		return "", "", fmt.Errorf("authdb: %s: %w", op, err)
+	}
+	var userCode, deviceCode string
+	err := Retry(ctx, func() error {
+		for range backend.MaxUserCodeAttempts {
+			uc, err := b.opts.UserCodeGenerator()
+			if err != nil {
+				return fmt.Errorf("authdb: %s: %w", op, err)
+			}
+			dc, err := backend.GenerateCode()
+			if err != nil {
+				return fmt.Errorf("authdb: %s: %w", op, err)
+			}
+			n, err := exec(ctx, b.client, b.q.insertDevice, uc, b.timeArg(b.now()), clientID, scope, backend.HashCode(dc))
+			if err != nil {
+				if isDuplicate(err) && ctx.Err() == nil {
+					continue // the user code (or, by a miracle, the device code) is taken
+				}
+				return b.wrap(ctx, op, err)
+			}
+			if n == 0 {
+				continue
+			}
+			userCode, deviceCode = uc, dc
+			return nil
+		}
+		return fmt.Errorf("authdb: %s: %d user codes tried, all taken: %w", op, backend.MaxUserCodeAttempts, backend.ErrCodeCollision)
+	})
+	if err != nil {
+		return "", "", err
+	}
+	return userCode, deviceCode, nil
+}
+
+// DeviceFlowValidateUserCode implements backend.Backend: one SELECT.
+func (b *Backend) DeviceFlowValidateUserCode(ctx context.Context, userCode string, maxValidity time.Duration) (string, error) {
+	const op = "validate user code"
+	if err := start(ctx, op); err != nil {
+		return "", err
+	}
+	code := backend.NormalizeUserCode(userCode)
+	if backend.CheckString("user_code", code, backend.UserCodeLength, true) != nil {
+		return "", fmt.Errorf("authdb: %s %q: %w", op, code, backend.ErrNotFound)
+	}
+	since := b.timeArg(liveSince(b.now(), maxValidity))
+	var scope string
+	err := Retry(ctx, func() error {
+		found, err := queryRow(ctx, b.client, b.q.validateUserCode, []any{code, since}, &scope)
+		if err != nil {
+			return b.wrap(ctx, op, err)
+		}
+		if !found {
+			return fmt.Errorf("authdb: %s %q: %w", op, code, backend.ErrNotFound)
+		}
+		return nil
+	})
+	return scope, err
+}
+
+// DeviceFlowInsertIDToken implements backend.Backend: one conditional
+// UPDATE (PENDING and live) that also sets READY.
+func (b *Backend) DeviceFlowInsertIDToken(ctx context.Context, userCode string, idToken map[string]any, maxValidity time.Duration) error {
+	const op = "insert device flow id token"
+	if err := start(ctx, op); err != nil {
+		return err
+	}
+	tok, err := backend.EncodeIDToken(idToken)
+	if err != nil {
+		return fmt.Errorf("authdb: %s: %w", op, err)
+	}
+	code := backend.NormalizeUserCode(userCode)
+	if backend.CheckString("user_code", code, backend.UserCodeLength, true) != nil {
+		return fmt.Errorf("authdb: %s %q: %w", op, code, backend.ErrNotPending)
+	}
+	since := b.timeArg(liveSince(b.now(), maxValidity))
+	return Retry(ctx, func() error {
+		n, err := exec(ctx, b.client, b.q.deviceInsertIDToken, string(tok), code, since)
+		if err != nil {
+			return b.wrap(ctx, op, err)
+		}
+		if n == 0 {
+			return fmt.Errorf("authdb: %s %q: %w", op, code, backend.ErrNotPending)
+		}
+		return nil
+	})
+}
+
+// GetDeviceFlow implements backend.Backend: one SELECT by the hashed code.
+func (b *Backend) GetDeviceFlow(ctx context.Context, deviceCode string) (backend.DeviceFlow, error) {
+	const op = "get device flow"
+	if err := start(ctx, op); err != nil {
+		return backend.DeviceFlow{}, err
+	}
+	var r deviceRow
+	err := Retry(ctx, func() error {
+		found, err := queryRow(ctx, b.client, b.q.getDevice, []any{backend.HashCode(deviceCode)}, r.dest()...)
+		if err != nil {
+			return b.wrap(ctx, op, err)
+		}
+		if !found {
+			return fmt.Errorf("authdb: %s: %w", op, backend.ErrNotFound)
+		}
+		return nil
+	})
+	if err != nil {
+		return backend.DeviceFlow{}, err
+	}
+	return r.flow()
+}
+
+// UpdateDeviceFlowStatus implements backend.Backend: one UPDATE.
+func (b *Backend) UpdateDeviceFlowStatus(ctx context.Context, deviceCode string, status backend.FlowStatus) error {
+	const op = "update device flow status"
+	if err := start(ctx, op); err != nil {
+		return err
+	}
+	if err := backend.CheckFlowStatus(status); err != nil {
+		return fmt.Errorf("authdb: %s: %w", op, err)
+	}
+	return Retry(ctx, func() error {
+		n, err := exec(ctx, b.client, b.q.updateDeviceStatus, string(status), backend.HashCode(deviceCode))
+		if err != nil {
+			return b.wrap(ctx, op, err)
+		}
+		if n == 0 {
+			return fmt.Errorf("authdb: %s: %w", op, backend.ErrNotFound)
+		}
+		return nil
+	})
+}
+
+// ConsumeDeviceFlow implements backend.Backend. Exactly-once comes from a
+// conditional UPDATE (READY and live -> DONE) whose affected row decides the
+// winner:
+//   - PostgreSQL: one statement on every path (UPDATE ... RETURNING in a
+//     CTE, with the unchanged row read from the same snapshot when the
+//     update matched nothing);
+//   - SQLite: UPDATE ... RETURNING, and one SELECT on the failure path;
+//   - MySQL: a SELECT (which alone answers the failure paths, such as the
+//     polling client's authorization_pending), then the conditional UPDATE.
+func (b *Backend) ConsumeDeviceFlow(ctx context.Context, deviceCode string, maxValidity time.Duration) (backend.DeviceFlow, error) {
+	const op = "consume device flow"
+	if err := start(ctx, op); err != nil {
+		return backend.DeviceFlow{}, err
+	}
+	hash := backend.HashCode(deviceCode)
+	sinceT := liveSince(b.now(), maxValidity)
+	since := b.timeArg(sinceT)
+	var r deviceRow
+	err := Retry(ctx, func() error {
+		for range MaxAttempts {
+			r = deviceRow{}
+			err := b.consumeDeviceOnce(ctx, hash, since, sinceT, &r)
+			if !errors.Is(err, errRaced) {
+				if err != nil && !isSentinel(err) {
+					return b.wrap(ctx, op, err)
+				}
+				return err
+			}
+		}
+		return fmt.Errorf("authdb: %s: %w", op, errRaced)
+	})
+	if err != nil {
+		return backend.DeviceFlow{}, err
+	}
+	return r.flow()
+}
+
+func (b *Backend) consumeDeviceOnce(ctx context.Context, hash string, since any, sinceT time.Time, r *deviceRow) error {
+	switch b.dialect {
+	case dialect.Postgres:
+		var done bool
+		found, err := queryRow(ctx, b.client, b.q.consumeDevice, []any{hash, since, hash}, append([]any{&done}, r.dest()...)...)
+		if err != nil {
+			return err
+		}
+		if !found {
+			return fmt.Errorf("authdb: consume device flow: %w", backend.ErrNotFound)
+		}
+		if done {
+			return nil
+		}
+		return deviceFailure(r, sinceT)
+	case dialect.SQLite:
+		found, err := queryRow(ctx, b.client, b.q.consumeDevice, []any{hash, since}, r.dest()...)
+		if err != nil || found {
+			return err
+		}
+		found, err = queryRow(ctx, b.client, b.q.getDevice, []any{hash}, r.dest()...)
+		if err != nil {
+			return err
+		}
+		if !found {
+			return fmt.Errorf("authdb: consume device flow: %w", backend.ErrNotFound)
+		}
+		return deviceFailure(r, sinceT)
+	default: // MySQL
+		found, err := queryRow(ctx, b.client, b.q.getDevice, []any{hash}, r.dest()...)
+		if err != nil {
+			return err
+		}
+		if !found {
+			return fmt.Errorf("authdb: consume device flow: %w", backend.ErrNotFound)
+		}
+		if err := deviceFailure(r, sinceT); !errors.Is(err, errRaced) {
+			return err // not READY and live: nothing to update
+		}
+		n, err := exec(ctx, b.client, b.q.consumeDevice, hash, since)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return errRaced
+		}
+		r.f.Status = backend.StatusDone
+		return nil
+	}
+}
+
+// deviceFlowFailure says why a device flow that the conditional update did
+// not match cannot be consumed, in the contract's order; errRaced when it
+// reads as consumable (a concurrent call changed it since, or, on MySQL,
+// it is the row to update).
+func deviceFailure(r *deviceRow, since time.Time) error {
+	const op = "authdb: consume device flow %s"
+	switch {
+	case r.f.Status == backend.StatusDone:
+		return fmt.Errorf(op+": %w", r.f.UserCode, backend.ErrAlreadyUsed)
+	case r.f.CreationTime.Before(since):
+		return fmt.Errorf(op+": %w", r.f.UserCode, backend.ErrExpired)
+	case r.f.Status == backend.StatusPending:
+		return fmt.Errorf(op+": %w", r.f.UserCode, backend.ErrAuthorizationPending)
+	case r.f.Status == backend.StatusReady:
+		return errRaced
+	}
+	return fmt.Errorf(op+" (status %s): %w", r.f.UserCode, r.f.Status, backend.ErrFlowFailed)
+}
+
+// sentinels are the outcomes operations report as they are (already
+// wrapped with their context); anything else from an attempt is a driver
+// error to wrap.
+var sentinels = []error{
+	backend.ErrNotFound, backend.ErrExpired, backend.ErrNotPending, backend.ErrAuthorizationPending,
+	backend.ErrAlreadyUsed, backend.ErrFlowFailed, backend.ErrAlreadyExists, backend.ErrCodeCollision,
+	backend.ErrTokenReused, backend.ErrInvalidInput, backend.ErrUnsupported,
+}
+
+func isSentinel(err error) bool {
+	for _, s := range sentinels {
+		if errors.Is(err, s) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,172 @@
+package sqlbackend
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	atlas "ariga.io/atlas/sql/schema"
+	"entgo.io/ent/dialect"
+	entschema "entgo.io/ent/dialect/sql/schema"
+
+	"github.com/authdb/authdb/ent/migrate"
+	"github.com/authdb/authdb/partition"
+)
+
+// Migrate creates the three tables, or upgrades them, with ent's migration
+// (what Open does unless backend.WithoutMigration is given). It only ever
+// adds: missing tables, and indexes of authdb's own (see ent/schema); it
+// never changes, drops or retypes a column or an index that exists, so a
+// database DiracX created keeps its schema exactly (a change the migration
+// would otherwise make is logged at warning level and skipped).
+//
+// On MySQL/MariaDB, when this call created RefreshTokens, it then partitions
+// the new, empty table by month (partition.Setup, with the backend's clock),
+// as DiracX does. An existing table is never partitioned here: see the
+// operator CLI.
+func (b *Backend) Migrate(ctx context.Context) error {
+	created := false
+	if b.dialect == dialect.MySQL {
+		exists, err := b.tableExists(ctx, "RefreshTokens")
+		if err != nil {
+			return b.wrap(ctx, "migrate", err)
+		}
+		created = !exists
+	}
+	err := b.client.Schema.Create(ctx,
+		migrate.WithForeignKeys(false),
+		entschema.WithDiffHook(additiveOnly(b.opts.Logger)),
+	)
+	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("authdb: migrate %s: %w", b.where, ctx.Err())
+		}
+		return fmt.Errorf("authdb: migrate %s: %w", b.where, err)
+	}
+	if created {
+		if _, err := partition.Setup(ctx, b.db, b.now(), b.opts.Logger); err != nil {
+			return fmt.Errorf("authdb: migrate %s: partition RefreshTokens: %w", b.where, err)
+		}
+	}
+	return nil
+}
+
+// tableExists reports whether the current MySQL database has the table.
+func (b *Backend) tableExists(ctx context.Context, table string) (bool, error) {
+	var n int
+	_, err := queryRow(ctx, b.client,
+		"SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?",
+		[]any{table}, &n)
+	return n > 0, err
+}
+
+// additiveOnly is the migration's diff hook: it keeps new tables and new
+// indexes and drops every other change (column types, defaults,
+// nullability, table options), logging what it skipped.
+func additiveOnly(logger *slog.Logger) entschema.DiffHook {
+	return func(next entschema.Differ) entschema.Differ {
+		return entschema.DiffFunc(func(current, desired *atlas.Schema) ([]atlas.Change, error) {
+			changes, err := next.Diff(current, desired)
+			if err != nil {
+				return nil, err
+			}
+			var kept []atlas.Change
+			for _, c := range changes {
+				switch c := c.(type) {
+				case *atlas.AddTable:
+					kept = append(kept, c)
+				case *atlas.ModifyTable:
+					var sub []atlas.Change
+					for _, tc := range c.Changes {
+						if _, ok := tc.(*atlas.AddIndex); ok {
+							sub = append(sub, tc)
+							continue
+						}
+						level := slog.LevelWarn
+						if benign(tc) {
+							level = slog.LevelDebug
+						}
+						logger.Log(context.Background(), level, "authdb: migration: existing schema left as it is",
+							"table", c.T.Name, "change", describe(tc))
+					}
+					if len(sub) > 0 {
+						kept = append(kept, &atlas.ModifyTable{T: c.T, Changes: sub})
+					}
+				default:
+					logger.Warn("authdb: migration: change skipped", "change", describe(c))
+				}
+			}
+			return kept, nil
+		})
+	}
+}
+
+// benign reports whether a difference the migration skips is one that
+// DiracX's own DDL shows and that changes no behaviour authdb relies on: a
+// MySQL table collation other than ent's utf8mb4_bin (DiracX's tables take
+// the database's default), or a default expression that differs only in
+// its enclosing parentheses (SQLite reports DEFAULT (DATETIME('now')) without
+// them).
+func benign(c atlas.Change) bool {
+	switch c := c.(type) {
+	case *atlas.ModifyAttr:
+		switch c.To.(type) {
+		case *atlas.Collation, *atlas.Charset:
+			return true
+		}
+	case *atlas.ModifyColumn:
+		if c.Change != atlas.ChangeDefault {
+			return false
+		}
+		from, ok1 := c.From.Default.(*atlas.RawExpr)
+		to, ok2 := c.To.Default.(*atlas.RawExpr)
+		return ok1 && ok2 && unparen(from.X) == unparen(to.X)
+	}
+	return false
+}
+
+func unparen(s string) string {
+	s = strings.TrimSpace(s)
+	for len(s) >= 2 && s[0] == '(' && s[len(s)-1] == ')' {
+		s = strings.TrimSpace(s[1 : len(s)-1])
+	}
+	return s
+}
+
+// describe names a schema change for the log.
+func describe(c atlas.Change) string {
+	switch c := c.(type) {
+	case *atlas.ModifyColumn:
+		return fmt.Sprintf("modify column %s (%v): %s -> %s", c.To.Name, c.Change, columnString(c.From), columnString(c.To))
+	case *atlas.AddColumn:
+		return "add column " + c.C.Name
+	case *atlas.DropColumn:
+		return "drop column " + c.C.Name
+	case *atlas.ModifyIndex:
+		return fmt.Sprintf("modify index %s (%v)", c.To.Name, c.Change)
+	case *atlas.DropIndex:
+		return "drop index " + c.I.Name
+	case *atlas.AddIndex:
+		return "add index " + c.I.Name
+	case *atlas.ModifyAttr:
+		return fmt.Sprintf("modify table attribute %T: %+v -> %+v", c.To, c.From, c.To)
+	case *atlas.ModifyPrimaryKey:
+		return "modify primary key"
+	}
+	return fmt.Sprintf("%T", c)
+}
+
+func columnString(c *atlas.Column) string {
+	s := c.Name
+	if c.Type != nil {
+		s += fmt.Sprintf(" %s null=%v", c.Type.Raw, c.Type.Null)
+	}
+	switch d := c.Default.(type) {
+	case *atlas.RawExpr:
+		s += " default " + d.X
+	case *atlas.Literal:
+		s += " default " + d.V
+	}
+	return s
+}

@@ -1,0 +1,155 @@
+package sqlbackend
+
+import (
+	"strconv"
+	"strings"
+
+	"entgo.io/ent/dialect"
+)
+
+// Column lists, in the order the scan functions read them.
+const (
+	deviceCols = `"UserCode","ClientID","Scope","DeviceCode","Status","CreationTime","IDToken"`
+	authCols   = `"UUID","ClientID","Scope","CodeChallenge","CodeChallengeMethod","RedirectURI","Code","Status","CreationTime","IDToken"`
+	tokenCols  = `"JTI","Status","Scope","Sub"`
+)
+
+// queries holds every statement of the backend, written once per dialect
+// when the backend opens (no SQL is built per call). Templates are written
+// with "double-quoted" identifiers and ? placeholders and rewritten for each
+// engine (`backquotes` on MySQL, $n on PostgreSQL).
+//
+// Liveness is "CreationTime" >= ?, the first whole second after
+// now-maxValidity (see liveSince); clean-up is "CreationTime" < ?.
+type queries struct {
+	insertDevice        string // PG, SQLite: ON CONFLICT DO NOTHING; MySQL: plain (1062 = collision)
+	validateUserCode    string
+	deviceInsertIDToken string
+	getDevice           string
+	updateDeviceStatus  string
+	consumeDevice       string // PG: one CTE; SQLite: UPDATE ... RETURNING; MySQL: conditional UPDATE
+
+	insertAuth        string
+	authInsertIDToken string // PG, SQLite: RETURNING "RedirectURI"
+	authRedirectURI   string // MySQL: the read after authInsertIDToken
+	getAuth           string
+	updateAuthStatus  string
+	consumeAuth       string
+
+	insertToken     string
+	getToken        string
+	listTokens      string
+	listAllTokens   string
+	revokeToken     string
+	revokeUser      string
+	rotate          string // PG: one CTE; SQLite: UPDATE ... RETURNING in a transaction; MySQL: conditional UPDATE
+	rotateInsert    string // SQLite, MySQL: the INSERT of the new token
+	getTokenForRot  string // the failure path's (and MySQL's first) read
+	cleanDevices    string
+	cleanAuths      string
+	cleanTokens     string
+}
+
+func buildQueries(d string) *queries {
+	q := &queries{
+		insertDevice:        `INSERT INTO "DeviceFlows" ("UserCode","Status","CreationTime","ClientID","Scope","DeviceCode") VALUES (?,'PENDING',?,?,?,?)`,
+		validateUserCode:    `SELECT "Scope" FROM "DeviceFlows" WHERE "UserCode"=? AND "Status"='PENDING' AND "CreationTime">=?`,
+		deviceInsertIDToken: `UPDATE "DeviceFlows" SET "IDToken"=?,"Status"='READY' WHERE "UserCode"=? AND "Status"='PENDING' AND "CreationTime">=?`,
+		getDevice:           `SELECT ` + deviceCols + ` FROM "DeviceFlows" WHERE "DeviceCode"=?`,
+		updateDeviceStatus:  `UPDATE "DeviceFlows" SET "Status"=? WHERE "DeviceCode"=?`,
+		consumeDevice:       `UPDATE "DeviceFlows" SET "Status"='DONE' WHERE "DeviceCode"=? AND "Status"='READY' AND "CreationTime">=?`,
+
+		insertAuth:        `INSERT INTO "AuthorizationFlows" ("UUID","Status","ClientID","CreationTime","Scope","CodeChallenge","CodeChallengeMethod","RedirectURI") VALUES (?,'PENDING',?,?,?,?,?,?)`,
+		authInsertIDToken: `UPDATE "AuthorizationFlows" SET "Code"=?,"IDToken"=?,"Status"='READY' WHERE "UUID"=? AND "Status"='PENDING' AND "CreationTime">=?`,
+		authRedirectURI:   `SELECT "RedirectURI" FROM "AuthorizationFlows" WHERE "UUID"=?`,
+		getAuth:           `SELECT ` + authCols + ` FROM "AuthorizationFlows" WHERE "Code"=? AND "CreationTime">=?`,
+		updateAuthStatus:  `UPDATE "AuthorizationFlows" SET "Status"=? WHERE "Code"=?`,
+		consumeAuth:       `UPDATE "AuthorizationFlows" SET "Status"='DONE' WHERE "Code"=? AND "Status"='READY' AND "CreationTime">=?`,
+
+		insertToken:    `INSERT INTO "RefreshTokens" ("JTI","Status","Scope","Sub") VALUES (?,'CREATED',?,?)`,
+		getToken:       `SELECT ` + tokenCols + ` FROM "RefreshTokens" WHERE "JTI"=?`,
+		listTokens:     `SELECT ` + tokenCols + ` FROM "RefreshTokens" WHERE "Status"='CREATED' AND "Sub"=? ORDER BY "JTI"`,
+		listAllTokens:  `SELECT ` + tokenCols + ` FROM "RefreshTokens" ORDER BY "JTI"`,
+		revokeToken:    `UPDATE "RefreshTokens" SET "Status"='REVOKED' WHERE "JTI"=?`,
+		revokeUser:     `UPDATE "RefreshTokens" SET "Status"='REVOKED' WHERE "Status"='CREATED' AND "Sub"=?`,
+		rotate:         `UPDATE "RefreshTokens" SET "Status"='REVOKED' WHERE "JTI"=? AND "Status"='CREATED'`,
+		rotateInsert:   `INSERT INTO "RefreshTokens" ("JTI","Status","Scope","Sub") VALUES (?,'CREATED',?,?)`,
+		getTokenForRot: `SELECT "Status","Scope","Sub" FROM "RefreshTokens" WHERE "JTI"=?`,
+	}
+	switch d {
+	case dialect.MySQL:
+		// Subjects match exactly. A MySQL collation folds case (DiracX's
+		// tables take the server's, often utf8mb4_general_ci) or pads
+		// trailing spaces (utf8mb4_bin is PAD SPACE): the collated equality
+		// uses the index, the binary one decides (subArgs passes sub twice).
+		exact := ` AND CAST("Sub" AS BINARY)=CAST(? AS BINARY)`
+		q.listTokens = strings.Replace(q.listTokens, ` ORDER BY`, exact+` ORDER BY`, 1)
+		q.revokeUser += exact
+		q.cleanDevices = `DELETE FROM "DeviceFlows" WHERE "CreationTime"<? ORDER BY "CreationTime","UserCode" LIMIT ?`
+		q.cleanAuths = `DELETE FROM "AuthorizationFlows" WHERE "CreationTime"<? ORDER BY "CreationTime","UUID" LIMIT ?`
+		q.cleanTokens = `DELETE FROM "RefreshTokens" WHERE "JTI"<? ORDER BY "JTI" LIMIT ?`
+	default:
+		q.insertDevice += ` ON CONFLICT ("UserCode") DO NOTHING`
+		q.cleanDevices = `DELETE FROM "DeviceFlows" WHERE "UserCode" IN (SELECT "UserCode" FROM "DeviceFlows" WHERE "CreationTime"<? LIMIT ?)`
+		q.cleanAuths = `DELETE FROM "AuthorizationFlows" WHERE "UUID" IN (SELECT "UUID" FROM "AuthorizationFlows" WHERE "CreationTime"<? LIMIT ?)`
+		q.cleanTokens = `DELETE FROM "RefreshTokens" WHERE "JTI" IN (SELECT "JTI" FROM "RefreshTokens" WHERE "JTI"<? ORDER BY "JTI" LIMIT ?)`
+	}
+	switch d {
+	case dialect.SQLite:
+		q.consumeDevice += ` RETURNING ` + deviceCols
+		q.consumeAuth += ` RETURNING ` + authCols
+		q.authInsertIDToken += ` RETURNING "RedirectURI"`
+		q.rotate += ` RETURNING "Scope","Sub"`
+	case dialect.Postgres:
+		// One statement on every path: the conditional UPDATE, and, when it
+		// matched nothing, the row as it was (to say why) from the same
+		// snapshot. A row that still reads READY and live was consumed by a
+		// concurrent call that committed after the snapshot: the caller
+		// runs the statement again.
+		q.consumeDevice = `WITH u AS (` + q.consumeDevice + ` RETURNING ` + deviceCols + `) ` +
+			`SELECT true,` + deviceCols + ` FROM u UNION ALL ` +
+			`SELECT false,` + deviceCols + ` FROM "DeviceFlows" WHERE "DeviceCode"=? AND NOT EXISTS (SELECT 1 FROM u)`
+		q.consumeAuth = `WITH u AS (` + q.consumeAuth + ` RETURNING ` + authCols + `) ` +
+			`SELECT true,` + authCols + ` FROM u UNION ALL ` +
+			`SELECT false,` + authCols + ` FROM "AuthorizationFlows" WHERE "Code"=? AND "CreationTime">=? AND NOT EXISTS (SELECT 1 FROM u)`
+		q.authInsertIDToken += ` RETURNING "RedirectURI"`
+		// The rotation in one statement: revoke the old token if it is
+		// CREATED and insert the new one with its subject and scope. A new
+		// JTI that exists fails the whole statement (23505): nothing written.
+		q.rotate = `WITH old AS (` + q.rotate + ` RETURNING "Scope","Sub"), ` +
+			`ins AS (INSERT INTO "RefreshTokens" ("JTI","Status","Scope","Sub") SELECT CAST(? AS uuid),'CREATED',"Scope","Sub" FROM old) ` +
+			`SELECT "Scope","Sub" FROM old`
+	}
+	for _, p := range []*string{
+		&q.insertDevice, &q.validateUserCode, &q.deviceInsertIDToken, &q.getDevice, &q.updateDeviceStatus,
+		&q.consumeDevice,
+		&q.insertAuth, &q.authInsertIDToken, &q.authRedirectURI, &q.getAuth, &q.updateAuthStatus, &q.consumeAuth,
+		&q.insertToken, &q.getToken, &q.listTokens, &q.listAllTokens, &q.revokeToken, &q.revokeUser,
+		&q.rotate, &q.rotateInsert, &q.getTokenForRot, &q.cleanDevices, &q.cleanAuths, &q.cleanTokens,
+	} {
+		*p = rewrite(d, *p)
+	}
+	return q
+}
+
+// rewrite turns a template into the dialect's SQL. Templates contain no
+// string literal with a double quote or a question mark.
+func rewrite(d, s string) string {
+	switch d {
+	case dialect.MySQL:
+		return strings.ReplaceAll(s, `"`, "`")
+	case dialect.Postgres:
+		var b strings.Builder
+		n := 0
+		for _, r := range s {
+			if r == '?' {
+				n++
+				b.WriteString("$" + strconv.Itoa(n))
+				continue
+			}
+			b.WriteRune(r)
+		}
+		return b.String()
+	}
+	return s
+}

@@ -1,0 +1,281 @@
+package sqlbackend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"entgo.io/ent/dialect"
+	"github.com/google/uuid"
+
+	"github.com/authdb/authdb/backend"
+)
+
+// InsertRefreshToken implements backend.Backend: one INSERT; a duplicate
+// key is backend.ErrAlreadyExists.
+func (b *Backend) InsertRefreshToken(ctx context.Context, jti uuid.UUID, sub, scope string) error {
+	const op = "insert refresh token"
+	if err := start(ctx, op); err != nil {
+		return err
+	}
+	if err := backend.CheckRefreshToken(jti, sub, scope); err != nil {
+		return fmt.Errorf("authdb: %s: %w", op, err)
+	}
+	return Retry(ctx, func() error {
+		if _, err := exec(ctx, b.client, b.q.insertToken, b.idArg(jti), scope, sub); err != nil {
+			return b.wrap(ctx, fmt.Sprintf("%s %s", op, jti), err)
+		}
+		return nil
+	})
+}
+
+// GetRefreshToken implements backend.Backend: one SELECT by primary key.
+func (b *Backend) GetRefreshToken(ctx context.Context, jti uuid.UUID) (backend.RefreshToken, error) {
+	const op = "get refresh token"
+	if err := start(ctx, op); err != nil {
+		return backend.RefreshToken{}, err
+	}
+	var r tokenRow
+	err := Retry(ctx, func() error {
+		found, err := queryRow(ctx, b.client, b.q.getToken, []any{b.idArg(jti)}, r.dest()...)
+		if err != nil {
+			return b.wrap(ctx, op, err)
+		}
+		if !found {
+			return fmt.Errorf("authdb: %s %s: %w", op, jti, backend.ErrNotFound)
+		}
+		return nil
+	})
+	if err != nil {
+		return backend.RefreshToken{}, err
+	}
+	return r.t, nil
+}
+
+// GetUserRefreshTokens implements backend.Backend: one SELECT. A subject's
+// live tokens are read as "Status"='CREATED' AND "Sub"=?, the range of
+// index_status_sub (the two statuses are CREATED and REVOKED, so this is
+// "not revoked"), which skips the revoked tokens a long rotation chain
+// leaves behind.
+func (b *Backend) GetUserRefreshTokens(ctx context.Context, sub string) ([]backend.RefreshToken, error) {
+	const op = "get user refresh tokens"
+	if err := start(ctx, op); err != nil {
+		return nil, err
+	}
+	query, args := b.q.listAllTokens, []any(nil)
+	if sub != "" {
+		if backend.CheckString("sub", sub, backend.MaxSubLen, true) != nil {
+			return nil, nil // no token has such a subject
+		}
+		query, args = b.q.listTokens, b.subArgs(sub)
+	}
+	var out []backend.RefreshToken
+	err := Retry(ctx, func() error {
+		out = out[:0]
+		rows, err := b.client.QueryContext(ctx, query, args...)
+		if err != nil {
+			return b.wrap(ctx, op, err)
+		}
+		defer rows.Close()
+		var r tokenRow
+		dest := r.dest()
+		for rows.Next() {
+			if err := rows.Scan(dest...); err != nil {
+				return b.wrap(ctx, op, err)
+			}
+			out = append(out, r.t)
+		}
+		if err := rows.Err(); err != nil {
+			return b.wrap(ctx, op, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// RevokeRefreshToken implements backend.Backend: one UPDATE (idempotent;
+// MySQL counts matched rows, so an already revoked token is found).
+func (b *Backend) RevokeRefreshToken(ctx context.Context, jti uuid.UUID) error {
+	const op = "revoke refresh token"
+	if err := start(ctx, op); err != nil {
+		return err
+	}
+	return Retry(ctx, func() error {
+		n, err := exec(ctx, b.client, b.q.revokeToken, b.idArg(jti))
+		if err != nil {
+			return b.wrap(ctx, op, err)
+		}
+		if n == 0 {
+			return fmt.Errorf("authdb: %s %s: %w", op, jti, backend.ErrNotFound)
+		}
+		return nil
+	})
+}
+
+// RevokeUserRefreshTokens implements backend.Backend: one UPDATE of the
+// subject's CREATED tokens, whose count it returns.
+func (b *Backend) RevokeUserRefreshTokens(ctx context.Context, sub string) (int64, error) {
+	const op = "revoke user refresh tokens"
+	if err := start(ctx, op); err != nil {
+		return 0, err
+	}
+	if err := backend.CheckString("sub", sub, backend.MaxSubLen, true); err != nil {
+		return 0, fmt.Errorf("authdb: %s: %w", op, err)
+	}
+	var n int64
+	err := Retry(ctx, func() error {
+		var err error
+		if n, err = exec(ctx, b.client, b.q.revokeUser, b.subArgs(sub)...); err != nil {
+			return b.wrap(ctx, op, err)
+		}
+		return nil
+	})
+	return n, err
+}
+
+// RotateRefreshToken implements backend.Backend. The winner of concurrent
+// rotations is the one call whose conditional UPDATE ("Status"='CREATED')
+// revokes the old token; the others find it revoked and revoke the
+// subject's tokens (ErrTokenReused). Statements:
+//   - PostgreSQL: one (a CTE: UPDATE ... RETURNING feeding the INSERT);
+//     the failure paths add a SELECT (and the revocation);
+//   - SQLite: BEGIN IMMEDIATE, UPDATE ... RETURNING, INSERT, COMMIT;
+//   - MySQL: a SELECT (which alone answers unknown and replayed tokens),
+//     then BEGIN, the conditional UPDATE, INSERT, COMMIT.
+//
+// A new JTI that exists fails the INSERT: the transaction (or the single
+// statement) is rolled back and backend.ErrAlreadyExists returned.
+func (b *Backend) RotateRefreshToken(ctx context.Context, oldJTI, newJTI uuid.UUID) (backend.RefreshToken, error) {
+	op := "rotate refresh token " + oldJTI.String()
+	if err := start(ctx, op); err != nil {
+		return backend.RefreshToken{}, err
+	}
+	if err := backend.CheckJTI("new_jti", newJTI); err != nil {
+		return backend.RefreshToken{}, fmt.Errorf("authdb: %s: %w", op, err)
+	}
+	out := backend.RefreshToken{JTI: oldJTI, Status: backend.TokenRevoked}
+	err := Retry(ctx, func() error {
+		for range MaxAttempts {
+			err := b.rotateOnce(ctx, op, oldJTI, newJTI, &out)
+			if !errors.Is(err, errRaced) {
+				if err != nil && !isSentinel(err) {
+					return b.wrap(ctx, op, err)
+				}
+				return err
+			}
+		}
+		return fmt.Errorf("authdb: %s: %w", op, errRaced)
+	})
+	if err != nil {
+		return backend.RefreshToken{}, err
+	}
+	return out, nil
+}
+
+func (b *Backend) rotateOnce(ctx context.Context, op string, oldJTI, newJTI uuid.UUID, out *backend.RefreshToken) error {
+	oldArg, newArg := b.idArg(oldJTI), b.idArg(newJTI)
+	switch b.dialect {
+	case dialect.Postgres:
+		found, err := queryRow(ctx, b.client, b.q.rotate, []any{oldArg, newArg}, &out.Scope, &out.Sub)
+		if err != nil {
+			return dupAsExists(op, newJTI, err)
+		}
+		if found {
+			return nil
+		}
+		return b.rotateRefused(ctx, op, oldArg)
+	case dialect.SQLite:
+		tx, err := b.client.Tx(ctx) // BEGIN IMMEDIATE (_txlock=immediate)
+		if err != nil {
+			return err
+		}
+		found, err := queryRow(ctx, tx, b.q.rotate, []any{oldArg}, &out.Scope, &out.Sub)
+		if err == nil && found {
+			_, err = exec(ctx, tx, b.q.rotateInsert, newArg, out.Scope, out.Sub)
+			if err == nil {
+				return tx.Commit()
+			}
+		}
+		if rbErr := tx.Rollback(); err == nil && rbErr != nil {
+			return rbErr
+		}
+		if err != nil {
+			return dupAsExists(op, newJTI, err)
+		}
+		return b.rotateRefused(ctx, op, oldArg)
+	default: // MySQL
+		var status string
+		found, err := queryRow(ctx, b.client, b.q.getTokenForRot, []any{oldArg}, &status, &out.Scope, &out.Sub)
+		if err != nil {
+			return err
+		}
+		if !found || status == string(backend.TokenRevoked) {
+			return b.refuse(ctx, op, found, out.Sub)
+		}
+		tx, err := b.client.Tx(ctx)
+		if err != nil {
+			return err
+		}
+		n, err := exec(ctx, tx, b.q.rotate, oldArg)
+		if err == nil && n == 1 {
+			_, err = exec(ctx, tx, b.q.rotateInsert, newArg, out.Scope, out.Sub)
+			if err == nil {
+				return tx.Commit()
+			}
+		}
+		if rbErr := tx.Rollback(); err == nil && rbErr != nil {
+			return rbErr
+		}
+		if err != nil {
+			return dupAsExists(op, newJTI, err)
+		}
+		return errRaced // revoked since the SELECT: read again
+	}
+}
+
+// rotateRefused reads the old token after a rotation's conditional update
+// matched nothing and returns why.
+func (b *Backend) rotateRefused(ctx context.Context, op, oldArg string) error {
+	var status, scope, sub string
+	found, err := queryRow(ctx, b.client, b.q.getTokenForRot, []any{oldArg}, &status, &scope, &sub)
+	if err != nil {
+		return err
+	}
+	if found && status != string(backend.TokenRevoked) {
+		return errRaced // inserted after the update's snapshot
+	}
+	return b.refuse(ctx, op, found, sub)
+}
+
+// refuse ends a rotation of an unknown (found false) or revoked token:
+// ErrNotFound, or the replay's revocation of every token of sub and
+// ErrTokenReused.
+func (b *Backend) refuse(ctx context.Context, op string, found bool, sub string) error {
+	if !found {
+		return fmt.Errorf("authdb: %s: %w", op, backend.ErrNotFound)
+	}
+	n, err := exec(ctx, b.client, b.q.revokeUser, b.subArgs(sub)...)
+	if err != nil {
+		return err
+	}
+	return fmt.Errorf("authdb: %s: replayed, %d tokens of the subject revoked: %w", op, n, backend.ErrTokenReused)
+}
+
+// subArgs are the arguments of the statements that select a subject's
+// tokens: MySQL's compare the subject twice (see buildQueries).
+func (b *Backend) subArgs(sub string) []any {
+	if b.dialect == dialect.MySQL {
+		return []any{sub, sub}
+	}
+	return []any{sub}
+}
+
+func dupAsExists(op string, newJTI uuid.UUID, err error) error {
+	if isDuplicate(err) {
+		return fmt.Errorf("authdb: %s: new_jti %s: %w", op, newJTI, backend.ErrAlreadyExists)
+	}
+	return err
+}

@@ -1,0 +1,197 @@
+package sqlbackend
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+
+	"entgo.io/ent/dialect"
+	entsql "entgo.io/ent/dialect/sql"
+	"github.com/go-sql-driver/mysql"
+	"github.com/lib/pq"
+	_ "github.com/mattn/go-sqlite3" // registers the sqlite3 driver
+
+	"github.com/authdb/authdb/backend"
+	"github.com/authdb/authdb/ent"
+	"github.com/authdb/authdb/partition"
+)
+
+// The URL schemes this package registers with backend.Register.
+var Schemes = []string{"sqlite", "postgres", "postgresql", "mysql"}
+
+func init() {
+	opener := func(ctx context.Context, rawURL string, opts ...backend.Option) (backend.Backend, error) {
+		b, err := Open(ctx, rawURL, opts...)
+		if err != nil {
+			return nil, err // not a typed nil in the interface
+		}
+		return b, nil
+	}
+	for _, s := range Schemes {
+		backend.Register(s, opener)
+	}
+}
+
+// Backend is the SQL implementation of backend.Backend on SQLite, PostgreSQL
+// and MySQL/MariaDB. It is safe for concurrent use; Close releases the pool.
+type Backend struct {
+	client  *ent.Client
+	db      *sql.DB
+	dialect string
+	where   string // scheme and host, for errors
+	opts    backend.Options
+	q       *queries
+}
+
+var (
+	_ backend.Backend             = (*Backend)(nil)
+	_ backend.PartitionMaintainer = (*Backend)(nil)
+)
+
+// Open opens the database a sqlite://, postgres://, postgresql:// or
+// mysql:// URL names (see the package documentation for the forms and
+// query parameters), pings it, and, unless backend.WithoutMigration is
+// given, creates or upgrades the schema (Migrate).
+//
+// A malformed URL or an unknown query parameter is an error wrapping
+// backend.ErrInvalidInput; a server that cannot be reached fails here, with
+// an error naming the scheme and host. No error contains the password.
+func Open(ctx context.Context, rawURL string, opts ...backend.Option) (*Backend, error) {
+	cfg, err := parseURL(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	o := backend.NewOptions(opts...)
+	db, err := openDB(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("authdb: open %s: %w", cfg.where, err)
+	}
+	configurePool(db, cfg, o)
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("authdb: open %s: %w", cfg.where, ctx.Err())
+		}
+		return nil, fmt.Errorf("authdb: open %s: cannot reach the database: %w", cfg.where, err)
+	}
+	b := &Backend{
+		client:  ent.NewClient(ent.Driver(entsql.OpenDB(cfg.dialect, db))),
+		db:      db,
+		dialect: cfg.dialect,
+		where:   cfg.where,
+		opts:    o,
+		q:       buildQueries(cfg.dialect),
+	}
+	if o.Migrate {
+		if err := b.Migrate(ctx); err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
+	return b, nil
+}
+
+func openDB(cfg *config) (*sql.DB, error) {
+	switch cfg.dialect {
+	case dialect.MySQL:
+		c, err := mysql.NewConnector(cfg.mysql)
+		if err != nil {
+			return nil, fmt.Errorf("%w: url: %v", backend.ErrInvalidInput, err)
+		}
+		return sql.OpenDB(c), nil
+	case dialect.Postgres:
+		c, err := pq.NewConnector(cfg.dsn)
+		if err != nil {
+			// lib/pq's parse errors name a setting, never the password.
+			return nil, fmt.Errorf("%w: url: %v", backend.ErrInvalidInput, err)
+		}
+		return sql.OpenDB(c), nil
+	}
+	return sql.Open("sqlite3", cfg.dsn)
+}
+
+// configurePool applies the pool settings: the URL's parameters win over the
+// options, which win over the defaults. sqlite://:memory: always uses one
+// connection that never expires, since each connection would otherwise see
+// its own empty database.
+func configurePool(db *sql.DB, cfg *config, o backend.Options) {
+	if cfg.memory {
+		db.SetMaxOpenConns(1)
+		db.SetMaxIdleConns(1)
+		db.SetConnMaxLifetime(0)
+		db.SetConnMaxIdleTime(0)
+		return
+	}
+	maxOpen, maxIdle, lifetime := o.MaxOpenConns, o.MaxIdleConns, o.ConnMaxLifetime
+	if cfg.maxOpen != nil {
+		maxOpen = *cfg.maxOpen
+	}
+	if cfg.maxIdle != nil {
+		maxIdle = *cfg.maxIdle
+	} else if maxIdle == 0 {
+		maxIdle = DefaultMaxIdleConns
+	}
+	if cfg.maxLifetime != nil {
+		lifetime = *cfg.maxLifetime
+	}
+	if maxOpen > 0 && maxIdle > maxOpen {
+		maxIdle = maxOpen
+	}
+	db.SetMaxOpenConns(maxOpen)
+	db.SetMaxIdleConns(maxIdle)
+	db.SetConnMaxLifetime(lifetime)
+}
+
+// DB returns the backend's connection pool, for tools that need raw SQL
+// (the CLI, partition maintenance, benchmarks). Closing it closes the backend.
+func (b *Backend) DB() *sql.DB { return b.db }
+
+// Dialect returns the engine: "sqlite3", "postgres" or "mysql" (MariaDB
+// included), as entgo.io/ent/dialect names them.
+func (b *Backend) Dialect() string { return b.dialect }
+
+// Client returns the generated ent client on the backend's pool, for
+// read-only reporting queries; writes through it bypass the backend's
+// invariants (hashing, statuses, clock).
+func (b *Backend) Client() *ent.Client { return b.client }
+
+// Ping reports whether the database answers.
+func (b *Backend) Ping(ctx context.Context) error {
+	if err := b.db.PingContext(ctx); err != nil {
+		return b.wrap(ctx, "ping", err)
+	}
+	return nil
+}
+
+// Close closes the connection pool. Calls after Close fail.
+func (b *Backend) Close() error {
+	if err := b.client.Close(); err != nil {
+		return fmt.Errorf("authdb: close %s: %w", b.where, err)
+	}
+	return nil
+}
+
+// PlanRefreshTokenPartitions implements backend.PartitionMaintainer: on
+// MySQL/MariaDB, what MaintainRefreshTokenPartitions would do now (the
+// backend's clock); elsewhere backend.ErrUnsupported.
+func (b *Backend) PlanRefreshTokenPartitions(ctx context.Context, retentionMonths, monthsAhead int) (backend.PartitionReport, error) {
+	if b.dialect != dialect.MySQL {
+		return backend.PartitionReport{}, fmt.Errorf("authdb: plan refresh token partitions on %s: %w", b.dialect, backend.ErrUnsupported)
+	}
+	return partition.PlanMaintenance(ctx, b.db, b.opts.Now(), retentionMonths, monthsAhead)
+}
+
+// MaintainRefreshTokenPartitions implements backend.PartitionMaintainer: on
+// MySQL/MariaDB, adds partitions up to now+monthsAhead and drops those past
+// retentionMonths (partition.Maintain with the backend's clock); elsewhere
+// backend.ErrUnsupported. Dropped partitions take their tokens with them.
+func (b *Backend) MaintainRefreshTokenPartitions(ctx context.Context, retentionMonths, monthsAhead int) (backend.PartitionReport, error) {
+	if b.dialect != dialect.MySQL {
+		return backend.PartitionReport{}, fmt.Errorf("authdb: maintain refresh token partitions on %s: %w", b.dialect, backend.ErrUnsupported)
+	}
+	return partition.Maintain(ctx, b.db, b.opts.Now(), retentionMonths, monthsAhead)
+}
+
+// now is the backend's clock in UTC whole seconds.
+func (b *Backend) now() time.Time { return b.opts.Now() }
