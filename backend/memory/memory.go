@@ -2,6 +2,8 @@ package memory
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"sync"
@@ -50,11 +52,11 @@ type Backend struct {
 
 	// Device flows, by user code (primary) and by device-code hash.
 	deviceByUserCode map[string]*deviceFlow
-	deviceByHash     map[string]*deviceFlow
+	deviceByHash     map[codeKey]*deviceFlow
 
 	// Authorization flows, by UUID (primary) and by code hash (once issued).
 	authByUUID map[uuid.UUID]*authFlow
-	authByHash map[string]*authFlow
+	authByHash map[codeKey]*authFlow
 
 	// Refresh tokens, by JTI and by subject (see tokenStore).
 	tokens *tokenStore
@@ -64,6 +66,7 @@ var _ backend.Backend = (*Backend)(nil)
 
 type deviceFlow struct {
 	userCode, clientID, scope, deviceCodeHash string
+	deviceCodeKey                             codeKey
 	status                                    backend.FlowStatus
 	created                                   time.Time
 	idToken                                   []byte // JSON object, nil until set
@@ -73,6 +76,7 @@ type authFlow struct {
 	id                                                       uuid.UUID
 	clientID, scope, challenge, challengeMethod, redirectURI string
 	codeHash                                                 string // "" until issued
+	codeKey                                                  codeKey
 	status                                                   backend.FlowStatus
 	created                                                  time.Time
 	idToken                                                  []byte
@@ -84,12 +88,29 @@ func New(opts ...backend.Option) *Backend {
 	return &Backend{
 		opts:             backend.NewOptions(opts...),
 		deviceByUserCode: map[string]*deviceFlow{},
-		deviceByHash:     map[string]*deviceFlow{},
+		deviceByHash:     map[codeKey]*deviceFlow{},
 		authByUUID:       map[uuid.UUID]*authFlow{},
-		authByHash:       map[string]*authFlow{},
+		authByHash:       map[codeKey]*authFlow{},
 		tokens:           newTokenStore(),
 	}
 }
+
+// codeKey is the sha256 of a plain device or authorization code: the key of
+// the code indexes (its hex form, backend.HashCode, is what records show).
+type codeKey [sha256.Size]byte
+
+// keyOf hashes a plain code without allocating for codes of usual length.
+func keyOf(code string) codeKey {
+	var buf [64]byte
+	if len(code) <= len(buf) {
+		n := copy(buf[:], code)
+		return sha256.Sum256(buf[:n])
+	}
+	return sha256.Sum256([]byte(code))
+}
+
+// String returns the lowercase hex form, equal to backend.HashCode of the code.
+func (k codeKey) String() string { return hex.EncodeToString(k[:]) }
 
 // begin checks the context and takes the lock; the caller must call b.mu.Unlock
 // when begin returns nil.
@@ -123,7 +144,7 @@ func (b *Backend) InsertDeviceFlow(ctx context.Context, clientID, scope string) 
 	if err != nil {
 		return "", "", fmt.Errorf("authdb: %s: %w", op, err)
 	}
-	hash := backend.HashCode(deviceCode)
+	key := keyOf(deviceCode)
 	for range backend.MaxUserCodeAttempts {
 		userCode, err := b.opts.UserCodeGenerator()
 		if err != nil {
@@ -137,7 +158,7 @@ func (b *Backend) InsertDeviceFlow(ctx context.Context, clientID, scope string) 
 			b.mu.Unlock()
 			continue
 		}
-		if _, taken := b.deviceByHash[hash]; taken {
+		if _, taken := b.deviceByHash[key]; taken {
 			// 256 random bits collided: never in practice.
 			b.mu.Unlock()
 			return "", "", fmt.Errorf("authdb: %s: device code: %w", op, backend.ErrCodeCollision)
@@ -146,12 +167,13 @@ func (b *Backend) InsertDeviceFlow(ctx context.Context, clientID, scope string) 
 			userCode:       userCode,
 			clientID:       clientID,
 			scope:          scope,
-			deviceCodeHash: hash,
+			deviceCodeHash: key.String(),
+			deviceCodeKey:  key,
 			status:         backend.StatusPending,
 			created:        now,
 		}
 		b.deviceByUserCode[userCode] = f
-		b.deviceByHash[hash] = f
+		b.deviceByHash[key] = f
 		b.mu.Unlock()
 		return userCode, deviceCode, nil
 	}
@@ -203,11 +225,11 @@ func (b *Backend) DeviceFlowInsertIDToken(ctx context.Context, userCode string, 
 // GetDeviceFlow implements backend.Backend.
 func (b *Backend) GetDeviceFlow(ctx context.Context, deviceCode string) (backend.DeviceFlow, error) {
 	const op = "get device flow"
-	hash := backend.HashCode(deviceCode)
+	key := keyOf(deviceCode)
 	if err := b.begin(ctx, op); err != nil {
 		return backend.DeviceFlow{}, err
 	}
-	f := b.deviceByHash[hash]
+	f := b.deviceByHash[key]
 	if f == nil {
 		b.mu.Unlock()
 		return backend.DeviceFlow{}, fmt.Errorf("authdb: %s: %w", op, backend.ErrNotFound)
@@ -226,12 +248,12 @@ func (b *Backend) UpdateDeviceFlowStatus(ctx context.Context, deviceCode string,
 	if err := backend.CheckFlowStatus(status); err != nil {
 		return fmt.Errorf("authdb: %s: %w", op, err)
 	}
-	hash := backend.HashCode(deviceCode)
+	key := keyOf(deviceCode)
 	if err := b.begin(ctx, op); err != nil {
 		return err
 	}
 	defer b.mu.Unlock()
-	f := b.deviceByHash[hash]
+	f := b.deviceByHash[key]
 	if f == nil {
 		return fmt.Errorf("authdb: %s: %w", op, backend.ErrNotFound)
 	}
@@ -242,12 +264,12 @@ func (b *Backend) UpdateDeviceFlowStatus(ctx context.Context, deviceCode string,
 // ConsumeDeviceFlow implements backend.Backend.
 func (b *Backend) ConsumeDeviceFlow(ctx context.Context, deviceCode string, maxValidity time.Duration) (backend.DeviceFlow, error) {
 	const op = "consume device flow"
-	hash := backend.HashCode(deviceCode)
+	key := keyOf(deviceCode)
 	now := b.opts.Now()
 	if err := b.begin(ctx, op); err != nil {
 		return backend.DeviceFlow{}, err
 	}
-	f := b.deviceByHash[hash]
+	f := b.deviceByHash[key]
 	var cause error
 	switch {
 	case f == nil:
@@ -343,7 +365,7 @@ func (b *Backend) AuthorizationFlowInsertIDToken(ctx context.Context, flowID str
 	if err != nil {
 		return "", "", fmt.Errorf("authdb: %s: %w", op, err)
 	}
-	hash := backend.HashCode(code)
+	key := keyOf(code)
 	now := b.opts.Now()
 	if err := b.begin(ctx, op); err != nil {
 		return "", "", err
@@ -353,30 +375,30 @@ func (b *Backend) AuthorizationFlowInsertIDToken(ctx context.Context, flowID str
 	if f == nil || f.status != backend.StatusPending || !live(f.created, now, maxValidity) {
 		return "", "", fmt.Errorf("authdb: %s %s: %w", op, id, backend.ErrNotPending)
 	}
-	if _, taken := b.authByHash[hash]; taken {
+	if _, taken := b.authByHash[key]; taken {
 		// 256 random bits collided: never in practice.
 		return "", "", fmt.Errorf("authdb: %s %s: code: %w", op, id, backend.ErrCodeCollision)
 	}
 	if f.codeHash != "" {
 		// A flow set back to PENDING gets a new code; the old one dies.
-		delete(b.authByHash, f.codeHash)
+		delete(b.authByHash, f.codeKey)
 	}
-	f.codeHash = hash
+	f.codeHash, f.codeKey = key.String(), key
 	f.idToken = raw
 	f.status = backend.StatusReady
-	b.authByHash[hash] = f
+	b.authByHash[key] = f
 	return code, f.redirectURI, nil
 }
 
 // GetAuthorizationFlow implements backend.Backend.
 func (b *Backend) GetAuthorizationFlow(ctx context.Context, code string, maxValidity time.Duration) (backend.AuthorizationFlow, error) {
 	const op = "get authorization flow"
-	hash := backend.HashCode(code)
+	key := keyOf(code)
 	now := b.opts.Now()
 	if err := b.begin(ctx, op); err != nil {
 		return backend.AuthorizationFlow{}, err
 	}
-	f := b.authByHash[hash]
+	f := b.authByHash[key]
 	if f == nil || !live(f.created, now, maxValidity) {
 		b.mu.Unlock()
 		return backend.AuthorizationFlow{}, fmt.Errorf("authdb: %s: %w", op, backend.ErrNotFound)
@@ -395,12 +417,12 @@ func (b *Backend) UpdateAuthorizationFlowStatus(ctx context.Context, code string
 	if err := backend.CheckFlowStatus(status); err != nil {
 		return fmt.Errorf("authdb: %s: %w", op, err)
 	}
-	hash := backend.HashCode(code)
+	key := keyOf(code)
 	if err := b.begin(ctx, op); err != nil {
 		return err
 	}
 	defer b.mu.Unlock()
-	f := b.authByHash[hash]
+	f := b.authByHash[key]
 	if f == nil {
 		return fmt.Errorf("authdb: %s: %w", op, backend.ErrNotFound)
 	}
@@ -411,12 +433,12 @@ func (b *Backend) UpdateAuthorizationFlowStatus(ctx context.Context, code string
 // ConsumeAuthorizationFlow implements backend.Backend.
 func (b *Backend) ConsumeAuthorizationFlow(ctx context.Context, code string, maxValidity time.Duration) (backend.AuthorizationFlow, error) {
 	const op = "consume authorization flow"
-	hash := backend.HashCode(code)
+	key := keyOf(code)
 	now := b.opts.Now()
 	if err := b.begin(ctx, op); err != nil {
 		return backend.AuthorizationFlow{}, err
 	}
-	f := b.authByHash[hash]
+	f := b.authByHash[key]
 	var cause error
 	switch {
 	case f == nil || !live(f.created, now, maxValidity):
@@ -580,7 +602,7 @@ func (b *Backend) CleanExpiredDeviceFlows(ctx context.Context, maxRetention time
 	for code, f := range b.deviceByUserCode {
 		if f.created.Before(cutoff) {
 			delete(b.deviceByUserCode, code)
-			delete(b.deviceByHash, f.deviceCodeHash)
+			delete(b.deviceByHash, f.deviceCodeKey)
 			n++
 		}
 	}
@@ -601,7 +623,7 @@ func (b *Backend) CleanExpiredAuthorizationFlows(ctx context.Context, maxRetenti
 		if f.created.Before(cutoff) {
 			delete(b.authByUUID, id)
 			if f.codeHash != "" {
-				delete(b.authByHash, f.codeHash)
+				delete(b.authByHash, f.codeKey)
 			}
 			n++
 		}
