@@ -18,7 +18,8 @@ import (
 	"context"
 
 	"github.com/authdb/authdb/backend"
-	_ "github.com/authdb/authdb/backend/memory" // memory://
+	_ "github.com/authdb/authdb/backend/memory"     // memory://
+	_ "github.com/authdb/authdb/backend/sqlbackend" // sqlite://, postgres://, postgresql://, mysql://
 )
 
 // Open opens the backend that url names, with opts applied (see the

@@ -36,18 +36,18 @@ type queries struct {
 	updateAuthStatus  string
 	consumeAuth       string
 
-	insertToken     string
-	getToken        string
-	listTokens      string
-	listAllTokens   string
-	revokeToken     string
-	revokeUser      string
-	rotate          string // PG: one CTE; SQLite: UPDATE ... RETURNING in a transaction; MySQL: conditional UPDATE
-	rotateInsert    string // SQLite, MySQL: the INSERT of the new token
-	getTokenForRot  string // the failure path's (and MySQL's first) read
-	cleanDevices    string
-	cleanAuths      string
-	cleanTokens     string
+	insertToken    string
+	getToken       string
+	listTokens     string
+	listAllTokens  string
+	revokeToken    string
+	revokeUser     string
+	rotate         string // PG: one CTE; SQLite: UPDATE ... RETURNING in a transaction; MySQL: conditional UPDATE
+	rotateInsert   string // SQLite, MySQL: the INSERT of the new token
+	getTokenForRot string // the failure path's (and MySQL's first) read
+	cleanDevices   string
+	cleanAuths     string
+	cleanTokens    string
 }
 
 func buildQueries(d string) *queries {

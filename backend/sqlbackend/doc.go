@@ -1,0 +1,88 @@
+// Package sqlbackend is authdb's SQL backend: the backend.Backend contract
+// on SQLite, PostgreSQL and MySQL/MariaDB, on the three tables of the DiracX
+// Auth DB (schema in ent/schema, generated ent code in ent/). It registers
+// the URL schemes sqlite, postgres, postgresql and mysql with
+// backend.Register; import it (or the root package authdb) and call
+// authdb.Open, or call Open here for the concrete *Backend.
+//
+// # URLs
+//
+//	sqlite:///abs/path.db         SQLite file (github.com/mattn/go-sqlite3, cgo)
+//	sqlite://relative/path.db     relative to the working directory
+//	sqlite://:memory:             a private in-memory database
+//	postgres://user:pass@host:5432/db?sslmode=disable   (or postgresql://; github.com/lib/pq)
+//	mysql://user:pass@host:3306/db                      MySQL 8, MariaDB 10.5+ (github.com/go-sql-driver/mysql)
+//
+// Every URL accepts the pool parameters max_open_conns, max_idle_conns
+// (integers) and conn_max_lifetime (a Go duration such as 30m); they win
+// over backend.WithMaxOpenConns, WithMaxIdleConns and WithConnMaxLifetime.
+// When neither sets the idle limit it is DefaultMaxIdleConns. Besides those,
+// each engine accepts only the driver parameters below; any other query
+// parameter is an error wrapping backend.ErrInvalidInput, as is a malformed
+// URL. Errors name the scheme and host (or the SQLite path), never the
+// password.
+//
+//   - SQLite: _busy_timeout (milliseconds, default 10000) and _synchronous
+//     (OFF, NORMAL, FULL, EXTRA; default NORMAL). Files are opened in WAL mode
+//     with _txlock=immediate (a transaction takes the write lock at BEGIN,
+//     so concurrent writers wait for each other instead of failing with
+//     "database is locked") and foreign keys on (ent's migration wants it).
+//     sqlite://:memory: uses one connection that never expires, so the pool
+//     shares one database; the pool parameters are ignored for it.
+//   - PostgreSQL: sslmode, sslrootcert, sslcert, sslkey, sslsni,
+//     sslnegotiation, connect_timeout, application_name, search_path,
+//     target_session_attrs, binary_parameters (default yes: one round trip
+//     per statement with arguments instead of two).
+//   - MySQL: tls (true, false, skip-verify, preferred), timeout (dial,
+//     default 10s), readTimeout, writeTimeout. The connection always uses
+//     parseTime with UTC, utf8mb4, client-side interpolated arguments (one
+//     round trip per statement) and found-rows counts.
+//
+// Open pings the database, so an unreachable server fails there.
+//
+// # Schema
+//
+// Unless backend.WithoutMigration is given, Open runs Migrate: ent's
+// migration creates the tables exactly as DiracX's SQLAlchemy models do
+// (names, types, defaults, the indexes ix_RefreshTokens_Sub and
+// index_status_sub), plus authdb's own indexes (ix_DeviceFlows_CreationTime,
+// ix_AuthorizationFlows_CreationTime, ix_AuthorizationFlows_Code). On a
+// database DiracX created it only adds those indexes: it never alters a
+// column or index that exists. On MySQL the tables authdb creates use
+// utf8mb4_bin; a table DiracX created keeps its collation, and subjects
+// are compared in binary whatever the collation. On MySQL/MariaDB, the
+// migration that creates RefreshTokens also partitions it by month
+// (package partition).
+//
+// Stored forms, as DiracX writes them: statuses by name; device and
+// authorization codes as their sha256 hex; UUID and JTI as 32 lowercase hex
+// digits in CHAR(32) (MySQL, SQLite) or native uuid (PostgreSQL);
+// CreationTime in UTC whole seconds from the backend's clock (SQLite:
+// text "YYYY-MM-DD HH:MM:SS", the form of DATETIME('now')); ID tokens as
+// JSON text.
+//
+// # Concurrency and statements
+//
+// Each operation is one statement where the engine allows it, sent through
+// ent's sql/execquery ExecContext/QueryContext: single-row reads and
+// conditional updates take one round trip (MySQL and PostgreSQL drivers
+// are configured so that a statement with arguments is one round trip).
+// Exactly-once redemption and rotation come from conditional UPDATEs
+// ("Status"='READY' / 'CREATED') whose affected row decides the one winner,
+// never from SELECT ... FOR UPDATE:
+//
+//	operation                       PostgreSQL   SQLite                 MySQL/MariaDB
+//	ConsumeDeviceFlow/Authorization 1 (CTE)      1 (+1 when refused)    2 (1 when refused)
+//	AuthorizationFlowInsertIDToken  1            1                      2 (1 when refused)
+//	RotateRefreshToken              1 (CTE)      4 (BEGIN..COMMIT)      5 (SELECT, BEGIN..COMMIT)
+//	  refused (unknown/replayed)    +1 / +2      +1 / +2                1 / 2
+//	InsertDeviceFlow                1 per user code tried (ON CONFLICT DO NOTHING; MySQL: error 1062)
+//	every other operation           1
+//	CleanExpired*                   1 per batch of Options.CleanupBatchSize rows
+//
+// Serialization failures and deadlocks (PostgreSQL 40001/40P01, MySQL
+// 1213/1205, SQLite BUSY/LOCKED) are retried up to MaxAttempts times in all
+// with jittered exponential back-off (Retry, IsTransient), then returned
+// wrapped. A cancelled or expired context is returned as the context's
+// error (errors.Is works), whatever the driver said.
+package sqlbackend
