@@ -3,20 +3,31 @@ package backend_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/authdb/authdb/backend"
 )
+
+// uniqueScheme returns a scheme no other test run registered (the registry
+// is global and tests may run with -count > 1).
+func uniqueScheme(prefix string) string {
+	return fmt.Sprintf("%s-%d", prefix, schemeSeq.Add(1))
+}
+
+var schemeSeq atomic.Int64
 
 func nopOpener(context.Context, string, ...backend.Option) (backend.Backend, error) {
 	return nil, errors.New("nop opener")
 }
 
 func TestRegisterPanicsOnDuplicate(t *testing.T) {
-	backend.Register("regtest-dup", nopOpener)
-	for _, scheme := range []string{"regtest-dup", "REGTEST-DUP"} {
+	dup := uniqueScheme("regtest-dup")
+	backend.Register(dup, nopOpener)
+	for _, scheme := range []string{dup, strings.ToUpper(dup)} {
 		func() {
 			defer func() {
 				if recover() == nil {
@@ -43,17 +54,18 @@ func TestRegisterPanicsOnDuplicate(t *testing.T) {
 
 func TestOpenDispatchesByScheme(t *testing.T) {
 	var gotURL string
-	backend.Register("regtest-open", func(_ context.Context, rawURL string, _ ...backend.Option) (backend.Backend, error) {
+	scheme := uniqueScheme("regtest-open")
+	backend.Register(scheme, func(_ context.Context, rawURL string, _ ...backend.Option) (backend.Backend, error) {
 		gotURL = rawURL
 		return nil, nil
 	})
-	if !slices.Contains(backend.Schemes(), "regtest-open") {
-		t.Fatalf("Schemes() = %v, want regtest-open in it", backend.Schemes())
+	if !slices.Contains(backend.Schemes(), scheme) {
+		t.Fatalf("Schemes() = %v, want %s in it", backend.Schemes(), scheme)
 	}
 	if !slices.IsSorted(backend.Schemes()) {
 		t.Errorf("Schemes() = %v, not sorted", backend.Schemes())
 	}
-	const u = "RegTest-Open://host/db?x=1"
+	u := strings.ToUpper(scheme) + "://host/db?x=1"
 	if _, err := backend.Open(context.Background(), u); err != nil {
 		t.Fatal(err)
 	}
@@ -63,13 +75,14 @@ func TestOpenDispatchesByScheme(t *testing.T) {
 }
 
 func TestOpenUnknownSchemeListsKnown(t *testing.T) {
-	backend.Register("regtest-known", nopOpener)
+	known := uniqueScheme("regtest-known")
+	backend.Register(known, nopOpener)
 	for _, u := range []string{"nosuch://user:secret@host/db", "user:secret@host/db", ""} {
 		_, err := backend.Open(context.Background(), u)
 		if !errors.Is(err, backend.ErrInvalidInput) {
 			t.Fatalf("Open(%q) = %v, want ErrInvalidInput", u, err)
 		}
-		if !strings.Contains(err.Error(), "regtest-known") {
+		if !strings.Contains(err.Error(), known) {
 			t.Errorf("Open(%q) error %q does not list the known schemes", u, err)
 		}
 		if strings.Contains(err.Error(), "secret") {
