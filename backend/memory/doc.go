@@ -25,15 +25,20 @@
 //   - Time: "now" is backend.Options.Now (the WithClock clock, in UTC,
 //     truncated to whole seconds). A flow is live while
 //     CreationTime > now-maxValidity.
-//   - Complexity (n: all records of a kind, k: the subject's tokens):
-//     flow operations are O(1) map look-ups by user code, device-code hash,
-//     flow UUID or authorization-code hash; GetRefreshToken,
-//     RevokeRefreshToken and RotateRefreshToken are O(log k) (plus O(k) for
-//     an out-of-order insertion, and O(k) for the revocation on reuse);
-//     GetUserRefreshTokens(sub) and RevokeUserRefreshTokens(sub) are O(k),
-//     independent of n, because each subject's tokens are kept in a slice
-//     sorted by JTI; the administrator's listing GetUserRefreshTokens("")
-//     is O(n log n); the three clean-up methods scan the store, O(n).
+//   - Complexity (n: all records of a kind, k: one subject's tokens, S: the
+//     number of subjects): flow operations are O(1) map look-ups by user
+//     code, device-code hash, flow UUID or authorization-code hash;
+//     GetRefreshToken and RevokeRefreshToken are O(log k); InsertRefreshToken
+//     and RotateRefreshToken are O(log k) when the new JTI is the subject's
+//     newest (UUIDv7s made now always are), O(k) otherwise, and rotation on
+//     reuse is O(k); GetUserRefreshTokens(sub) and RevokeUserRefreshTokens(sub)
+//     are O(k), independent of n, because each subject's tokens are kept in
+//     one slice sorted by JTI; the administrator's listing
+//     GetUserRefreshTokens("") is O(n log n); CleanExpiredDeviceFlows and
+//     CleanExpiredAuthorizationFlows scan their flows, O(n);
+//     CleanExpiredRefreshTokens is O(S log k) plus the tokens it deletes.
+//     Refresh tokens are held without pointers (scopes are interned), so
+//     millions of them cost the garbage collector little.
 //   - After Close every method, Close included, returns an error wrapping
 //     ErrClosed.
 //
