@@ -159,7 +159,7 @@ func runCleanup(ctx context.Context, a *app, args []string) error {
 		case err != nil:
 			failed++
 			fmt.Fprintf(a.stderr, "authdb cleanup: %s: %s\n", label,
-				oneLine(scrubPassword(schemaHint(err).Error(), a.dbURL)))
+				a.errLine(schemaHint(err)))
 			fmt.Fprintf(w, "  %s older than %s: failed\n", label, fmtDuration(retention))
 		default:
 			fmt.Fprintf(w, "  %s older than %s: %d deleted\n", label, fmtDuration(retention), n)
@@ -178,7 +178,7 @@ func runCleanup(ctx context.Context, a *app, args []string) error {
 			case err != nil:
 				failed++
 				fmt.Fprintf(a.stderr, "authdb cleanup: refresh-token partitions: %s\n",
-					oneLine(scrubPassword(schemaHint(err).Error(), a.dbURL)))
+					a.errLine(schemaHint(err)))
 				fmt.Fprintf(w, "  refresh-token partitions older than %d months: failed\n", months)
 			default:
 				names := make([]string, len(rep.Dropped))

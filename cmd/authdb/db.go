@@ -67,7 +67,7 @@ func (a *app) open(ctx context.Context, opts ...backend.Option) (backend.Backend
 func (a *app) openError(err error) error {
 	raw := a.dbURL
 	scheme := backend.Scheme(raw)
-	cause := trimAuthdbPrefix(oneLine(scrubPassword(err.Error(), raw)))
+	cause := a.errLine(err)
 	known := false
 	for _, s := range backend.Schemes() {
 		known = known || s == scheme
@@ -149,15 +149,6 @@ func scrubPassword(s, raw string) string {
 	s = strings.ReplaceAll(s, pw, "xxxxx")
 	if dec, err := url.PathUnescape(pw); err == nil && dec != "" {
 		s = strings.ReplaceAll(s, dec, "xxxxx")
-	}
-	return s
-}
-
-// trimAuthdbPrefix removes leading "authdb: " markers the library puts on
-// its errors (the CLI prints its own prefix).
-func trimAuthdbPrefix(s string) string {
-	for strings.HasPrefix(s, "authdb: ") {
-		s = strings.TrimPrefix(s, "authdb: ")
 	}
 	return s
 }

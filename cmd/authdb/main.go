@@ -165,8 +165,7 @@ func (a *app) exitStatus(err error) int {
 			return code
 		}
 	}
-	msg := oneLine(scrubPassword(err.Error(), a.dbURL))
-	fmt.Fprintf(a.stderr, "authdb %s: %s\n", cmd, msg)
+	fmt.Fprintf(a.stderr, "authdb %s: %s\n", cmd, a.errLine(err))
 	if usage {
 		fmt.Fprintf(a.stderr, "Run 'authdb %s --help' for usage.\n", cmd)
 	}
@@ -253,6 +252,13 @@ func (a *app) setupLogger() *slog.Logger {
 		a.logger = slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level}))
 	}
 	return a.logger
+}
+
+// errLine renders err for the CLI's one-line messages: on one line, without
+// the password of the database URL, and without the "authdb: " markers of
+// the wrapped library errors (the CLI prints its own prefix).
+func (a *app) errLine(err error) string {
+	return strings.ReplaceAll(oneLine(scrubPassword(err.Error(), a.dbURL)), "authdb: ", "")
 }
 
 // oneLine joins a multi-line message into one line.
