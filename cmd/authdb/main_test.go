@@ -252,6 +252,53 @@ func TestMigrate(t *testing.T) {
 	})
 }
 
+// TestMigrateDiracXTable: on MySQL, a RefreshTokens table that existed
+// before (as DiracX creates it, unpartitioned) is partitioned by migrate if
+// it is empty, and left alone with the statement to run if it is not.
+func TestMigrateDiracXTable(t *testing.T) {
+	for _, rows := range []int{0, 1} {
+		t.Run(fmt.Sprintf("rows=%d", rows), func(t *testing.T) {
+			dbURL := testdb.NewDatabase(t, testdb.MySQL)
+			admin, err := testdb.AdminDB(dbURL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer admin.Close()
+			stmts := []string{"CREATE TABLE `RefreshTokens` (`JTI` CHAR(32) NOT NULL, " +
+				"`Status` VARCHAR(16) NOT NULL DEFAULT 'CREATED', `Scope` VARCHAR(1024) NOT NULL, " +
+				"`Sub` VARCHAR(256) NOT NULL, PRIMARY KEY (`JTI`))"}
+			if rows > 0 {
+				stmts = append(stmts, fmt.Sprintf("INSERT INTO RefreshTokens (JTI, Scope, Sub) VALUES ('%s', 'openid', 'dave')",
+					backend.HexJTI(jtiAt(t, time.Now()))))
+			}
+			for _, stmt := range stmts {
+				if _, err := admin.Exec(stmt); err != nil {
+					t.Fatal(err)
+				}
+			}
+			r := cli(t, nil, "--db", dbURL, "migrate")
+			if r.code != 0 {
+				t.Fatalf("migrate: exit %d, stderr %s", r.code, r.stderr)
+			}
+			wantContains(t, "migrate", r.stdout, "created tables DeviceFlows, AuthorizationFlows on")
+			if rows == 0 {
+				wantContains(t, "migrate", r.stdout, "RefreshTokens partitions: created 24 monthly partitions")
+				ok(t, dbURL, "partitions", "--dry-run")
+				return
+			}
+			wantContains(t, "migrate", r.stdout, "RefreshTokens is not partitioned: it holds rows, so it was left alone")
+			wantContains(t, "migrate warning", r.stderr, "PARTITION BY RANGE COLUMNS")
+			r = cli(t, nil, "--db", dbURL, "partitions")
+			if r.code != exitUnsupported || !strings.Contains(r.stderr, "RefreshTokens is not partitioned") ||
+				!strings.Contains(r.stderr, "PARTITION BY RANGE COLUMNS") {
+				t.Fatalf("partitions on an unpartitioned table: exit %d, stderr %q", r.code, r.stderr)
+			}
+			// cleanup still deletes by range.
+			wantContains(t, "cleanup", ok(t, dbURL, "cleanup", "--refresh-retention", "1h"), "refresh tokens older than 1h: 0 deleted")
+		})
+	}
+}
+
 func TestDemo(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, engine, dbURL string) {
 		for run := 1; run <= 2; run++ { // a second run on the same database works too

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/authdb/authdb/backend"
 	"github.com/authdb/authdb/partition"
@@ -17,8 +18,10 @@ Creates the tables DeviceFlows, AuthorizationFlows and RefreshTokens (the
 DiracX Auth DB schema) if they are missing, and upgrades them (additive
 indexes) if they are there. On MySQL/MariaDB, a RefreshTokens table created
 empty is partitioned by month: 24 monthly partitions from the current month,
-then p_future (see 'authdb partitions'). A non-empty, unpartitioned
-RefreshTokens is left alone with a warning that prints the statement to run.
+then p_future (see 'authdb partitions'); so is an existing, empty,
+unpartitioned one (a database DiracX created). A non-empty, unpartitioned
+RefreshTokens is left alone with a warning that prints the statement to run
+in a quiet period (it copies the table under a lock).
 
 Running it again is harmless: it reports that the schema is up to date.
 The in-memory store has no schema; migrate says so and succeeds.
@@ -81,13 +84,30 @@ func runMigrate(ctx context.Context, a *app, args []string) error {
 		return nil
 	}
 	rep, err := pm.PlanRefreshTokenPartitions(ctx, defaultRetentionMonths, defaultMonthsAhead)
+	if errors.Is(err, backend.ErrUnsupported) && canIntrospect && introspect.Dialect() == "mysql" {
+		// MySQL, but RefreshTokens is not partitioned: a table that existed
+		// before (made by DiracX or an older authdb). Partition it if it is
+		// empty; partition.Setup leaves a non-empty one alone and logs the
+		// statement to run in a quiet period.
+		created, setupErr := partition.Setup(ctx, introspect.DB(), time.Now(), a.setupLogger())
+		if setupErr != nil {
+			return fmt.Errorf("%s: partition RefreshTokens: %w", where, setupErr)
+		}
+		if !created {
+			fmt.Fprintln(a.stdout, "RefreshTokens is not partitioned: it holds rows, so it was left alone "+
+				"(the warning above gives the statement to run in a quiet period)")
+			return nil
+		}
+		before["RefreshTokens"] = false // report the partitions as created
+		rep, err = pm.PlanRefreshTokenPartitions(ctx, defaultRetentionMonths, defaultMonthsAhead)
+	}
 	switch {
 	case errors.Is(err, backend.ErrUnsupported):
 		return nil
 	case err != nil:
 		return fmt.Errorf("%s: read partitions: %w", where, err)
 	case len(rep.Existing) == 0:
-		fmt.Fprintf(a.stdout, "RefreshTokens is not partitioned (it held rows before partitioning could be set up; see the warning above)\n")
+		fmt.Fprintln(a.stdout, "RefreshTokens has no monthly partition, only p_future: run 'authdb partitions'")
 	default:
 		verb := "has"
 		if canIntrospect && !before["RefreshTokens"] {

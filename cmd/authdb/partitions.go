@@ -73,6 +73,11 @@ func runPartitions(ctx context.Context, a *app, args []string) error {
 	}
 	plan, err := pm.PlanRefreshTokenPartitions(ctx, *retention, *ahead)
 	if errors.Is(err, backend.ErrUnsupported) {
+		if s, ok := b.(sqlIntrospector); ok && s.Dialect() == "mysql" {
+			// MySQL with an unpartitioned RefreshTokens: the error says how to partition it.
+			return &exitError{code: exitUnsupported, err: fmt.Errorf("%s: RefreshTokens is not partitioned "+
+				"('authdb migrate' partitions it while it is empty): %w", where, err)}
+		}
 		return unsupportedPartitions(where)
 	}
 	if err != nil {
