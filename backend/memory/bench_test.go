@@ -276,17 +276,17 @@ var bigStore = sync.OnceValues(func() (*memory.Backend, error) {
 func BenchmarkGetUserRefreshTokens(b *testing.B) {
 	for _, bc := range []struct {
 		name  string
-		store func() (*memory.Backend, error)
+		store func(b *testing.B) (*memory.Backend, error)
 		subs  int
 	}{
-		{"store=1k", func() (*memory.Backend, error) {
-			m := memory.New(backend.WithClock(func() time.Time { return benchBase }))
+		{"store=1k", func(b *testing.B) (*memory.Backend, error) {
+			m := newBench(b)
 			return m, fillTokens(m, 1000, 10)
 		}, 100},
-		{"store=1M", bigStore, 100_000},
+		{"store=1M", func(*testing.B) (*memory.Backend, error) { return bigStore() }, 100_000},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			m, err := bc.store()
+			m, err := bc.store(b)
 			if err != nil {
 				b.Fatal(err)
 			}
