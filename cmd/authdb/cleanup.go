@@ -61,6 +61,9 @@ func retentionMonthsFor(d time.Duration) int {
 // fmtDuration prints a retention briefly: whole days as "30d", else Go's
 // form without zero units ("1h", "90m" as "1h30m").
 func fmtDuration(d time.Duration) string {
+	if d == 0 {
+		return "0"
+	}
 	day := 24 * time.Hour
 	if d >= day && d%day == 0 {
 		return fmt.Sprintf("%dd", d/day)
@@ -80,7 +83,7 @@ type durationFlag struct{ d *time.Duration }
 
 func (f durationFlag) String() string {
 	if f.d == nil {
-		return ""
+		return "0"
 	}
 	return fmtDuration(*f.d)
 }
@@ -122,7 +125,7 @@ func runCleanup(ctx context.Context, a *app, args []string) error {
 	fs.Var(durationFlag{&deviceRet}, "device-retention", "delete device flows older than this `duration` (0 skips)")
 	fs.Var(durationFlag{&authRet}, "authorization-retention", "delete authorization flows older than this `duration` (0 skips)")
 	fs.Var(durationFlag{&refreshRet}, "refresh-retention",
-		"delete refresh tokens older than this `duration` (default 0: keep them); must outlive the longest refresh-token lifetime")
+		"delete refresh tokens older than this `duration` (0 keeps them); must outlive the longest refresh-token lifetime")
 	batch := fs.Int("batch-size", backend.DefaultCleanupBatchSize, "delete at most this many `rows` per statement (SQL backends)")
 	if err := parse(fs, args); err != nil {
 		return err

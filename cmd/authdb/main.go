@@ -228,13 +228,13 @@ func (a *app) newFlagSet(name, usage string) *flag.FlagSet {
 	return fs
 }
 
-// parse parses a command's flags. --help prints the usage to stdout and
-// returns errHelpShown; a bad flag is a usage error.
+// parse parses a command's flags. --help prints the usage to stdout (the
+// flag package calls fs.Usage) and returns errHelpShown; a bad flag is a
+// usage error.
 func parse(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fs.Usage()
-			return errHelpShown
+			return errHelpShown // the flag package called fs.Usage
 		}
 		return &exitError{code: exitUsage, err: err, usage: true}
 	}

@@ -156,7 +156,7 @@ func TestHelp(t *testing.T) {
 		{"help", "cleanup"},
 	} {
 		r := cli(t, nil, args...)
-		if r.code != 0 || !strings.Contains(r.stdout, "Usage") || r.stderr != "" {
+		if r.code != 0 || strings.Count(r.stdout, "Usage") != 1 || r.stderr != "" {
 			t.Errorf("authdb %s: exit %d, stdout %q, stderr %q; want usage on stdout, exit 0",
 				strings.Join(args, " "), r.code, r.stdout, r.stderr)
 		}
@@ -502,7 +502,7 @@ func TestRetentionMonthsNeverDropsYoungTokens(t *testing.T) {
 
 func TestFmtDuration(t *testing.T) {
 	for d, want := range map[time.Duration]string{time.Hour: "1h", 90 * time.Minute: "1h30m", 45 * time.Second: "45s",
-		48 * time.Hour: "2d", 36 * time.Hour: "36h", 2*time.Hour + 5*time.Second: "2h0m5s", 10 * time.Minute: "10m"} {
+		48 * time.Hour: "2d", 36 * time.Hour: "36h", 2*time.Hour + 5*time.Second: "2h0m5s", 10 * time.Minute: "10m", 0: "0"} {
 		if got := fmtDuration(d); got != want {
 			t.Errorf("fmtDuration(%v) = %q, want %q", d, got, want)
 		}
