@@ -12,7 +12,9 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"log"
+	"os"
 	"time"
 
 	"github.com/authdb/authdb"
@@ -22,12 +24,12 @@ import (
 func main() {
 	dbURL := flag.String("db", "memory://", "authdb database `URL`")
 	flag.Parse()
-	if err := run(context.Background(), *dbURL); err != nil {
+	if err := run(context.Background(), os.Stdout, *dbURL); err != nil {
 		log.Fatal(err)
 	}
 }
 
-func run(ctx context.Context, dbURL string) error {
+func run(ctx context.Context, w io.Writer, dbURL string) error {
 	// 1. Open a backend by URL; SQL backends create their schema on open.
 	store, err := authdb.Open(ctx, dbURL)
 	if err != nil {
@@ -41,7 +43,7 @@ func run(ctx context.Context, dbURL string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Println("user code:", userCode)
+	fmt.Fprintln(w, "user code:", userCode)
 
 	// 3. The user logs in and types the code; the ID token is stored.
 	if err := store.DeviceFlowInsertIDToken(ctx, userCode, map[string]any{"sub": "alice"}, validity); err != nil {
@@ -54,7 +56,7 @@ func run(ctx context.Context, dbURL string) error {
 		return err
 	}
 	sub := flow.IDToken["sub"].(string)
-	fmt.Println("device flow", flow.Status, "for", sub)
+	fmt.Fprintln(w, "device flow", flow.Status, "for", sub)
 
 	// 5. Issue a refresh token (its JTI is a UUIDv7), then rotate it.
 	jti, err := backend.NewUUIDv7()
@@ -72,6 +74,6 @@ func run(ctx context.Context, dbURL string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Println("rotated", old.JTI, "->", next, "(old one", old.Status+")")
+	fmt.Fprintln(w, "rotated", old.JTI, "->", next, "(old one", old.Status+")")
 	return nil
 }
