@@ -6,7 +6,9 @@ import (
 	"log/slog"
 	"strings"
 
+	"ariga.io/atlas/sql/postgres"
 	atlas "ariga.io/atlas/sql/schema"
+	"ariga.io/atlas/sql/sqlite"
 	"entgo.io/ent/dialect"
 	entschema "entgo.io/ent/dialect/sql/schema"
 
@@ -36,7 +38,7 @@ func (b *Backend) Migrate(ctx context.Context) error {
 	}
 	err := b.client.Schema.Create(ctx,
 		migrate.WithForeignKeys(false),
-		entschema.WithDiffHook(additiveOnly(b.opts.Logger)),
+		entschema.WithDiffHook(additiveOnly(b.dialect, b.opts.Logger)),
 	)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -63,8 +65,9 @@ func (b *Backend) tableExists(ctx context.Context, table string) (bool, error) {
 
 // additiveOnly is the migration's diff hook: it keeps new tables and new
 // indexes and drops every other change (column types, defaults,
-// nullability, table options), logging what it skipped.
-func additiveOnly(logger *slog.Logger) entschema.DiffHook {
+// nullability, table options), logging what it skipped. New tables are
+// shaped as DiracX creates them (likeDiracX).
+func additiveOnly(d string, logger *slog.Logger) entschema.DiffHook {
 	return func(next entschema.Differ) entschema.Differ {
 		return entschema.DiffFunc(func(current, desired *atlas.Schema) ([]atlas.Change, error) {
 			changes, err := next.Diff(current, desired)
@@ -75,6 +78,7 @@ func additiveOnly(logger *slog.Logger) entschema.DiffHook {
 			for _, c := range changes {
 				switch c := c.(type) {
 				case *atlas.AddTable:
+					likeDiracX(d, c.T)
 					kept = append(kept, c)
 				case *atlas.ModifyTable:
 					var sub []atlas.Change
@@ -99,6 +103,38 @@ func additiveOnly(logger *slog.Logger) entschema.DiffHook {
 			}
 			return kept, nil
 		})
+	}
+}
+
+// likeDiracX adjusts a table about to be created where Atlas would write
+// it differently from DiracX's DDL: on SQLite, column types keep their
+// declared lengths and DiracX's spelling (Atlas writes "varchar" for
+// VARCHAR(8); SQLite ignores lengths but the catalog shows them); on
+// PostgreSQL, a unique column is a UNIQUE constraint (DeviceFlows_DeviceCode_key)
+// rather than a bare unique index.
+func likeDiracX(d string, t *atlas.Table) {
+	switch d {
+	case dialect.SQLite:
+		for _, c := range t.Columns {
+			switch ct := c.Type.Type.(type) {
+			case *atlas.StringType:
+				name := strings.ToUpper(ct.T)
+				if ct.Size > 0 {
+					name += fmt.Sprintf("(%d)", ct.Size)
+				}
+				c.Type.Type = &sqlite.UserDefinedType{T: name}
+			case *atlas.TimeType:
+				c.Type.Type = &sqlite.UserDefinedType{T: strings.ToUpper(ct.T)}
+			case *atlas.JSONType:
+				c.Type.Type = &sqlite.UserDefinedType{T: strings.ToUpper(ct.T)}
+			}
+		}
+	case dialect.Postgres:
+		for _, idx := range t.Indexes {
+			if idx.Unique && len(idx.Parts) == 1 && idx.Name == t.Name+"_"+idx.Parts[0].C.Name+"_key" {
+				idx.Attrs = append(idx.Attrs, &postgres.Constraint{N: idx.Name, T: "u"})
+			}
+		}
 	}
 }
 
