@@ -83,7 +83,11 @@ func additiveOnly(d string, logger *slog.Logger) entschema.DiffHook {
 				case *atlas.ModifyTable:
 					var sub []atlas.Change
 					for _, tc := range c.Changes {
-						if _, ok := tc.(*atlas.AddIndex); ok {
+						if add, ok := tc.(*atlas.AddIndex); ok {
+							if hasEquivalent(current, c.T.Name, add.I) {
+								logger.Debug("authdb: migration: index exists under another name", "table", c.T.Name, "index", add.I.Name)
+								continue
+							}
 							sub = append(sub, tc)
 							continue
 						}
@@ -104,6 +108,33 @@ func additiveOnly(d string, logger *slog.Logger) entschema.DiffHook {
 			return kept, nil
 		})
 	}
+}
+
+// hasEquivalent reports whether the current table already has an index
+// with the same columns and uniqueness as idx, whatever its name (DiracX's
+// UNIQUE ("DeviceCode") on SQLite is sqlite_autoindex_DeviceFlows_2).
+func hasEquivalent(current *atlas.Schema, table string, idx *atlas.Index) bool {
+	t, ok := current.Table(table)
+	if !ok {
+		return false
+	}
+	for _, have := range t.Indexes {
+		if have.Unique != idx.Unique || len(have.Parts) != len(idx.Parts) {
+			continue
+		}
+		same := true
+		for i, p := range have.Parts {
+			q := idx.Parts[i]
+			if p.C == nil || q.C == nil || p.C.Name != q.C.Name || p.Desc != q.Desc {
+				same = false
+				break
+			}
+		}
+		if same {
+			return true
+		}
+	}
+	return false
 }
 
 // likeDiracX adjusts a table about to be created where Atlas would write
