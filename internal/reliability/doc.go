@@ -1,0 +1,16 @@
+// Package reliability holds authdb's reliability and security tests (issue
+// 7): connections killed and servers restarted under a live backend, sessions
+// killed in the middle of refresh-token rotations, provoked deadlocks that
+// the bounded retry must hide, deadlines while the database is blocked,
+// hostile input checked byte for byte in the raw tables, secrets that must
+// never be stored or printed, and the fuzz targets' seed corpora.
+//
+// Every test runs on every backend where it applies: memory, SQLite, and the
+// PostgreSQL and MariaDB servers that internal/testdb finds
+// (AUTHDB_TEST_POSTGRES_URL, AUTHDB_TEST_MYSQL_URL). Tests that restart the
+// real servers disturb every other test running against them, so they are
+// built only with the tag "restart" and run alone, after `make test`, by
+// `make test-restart`.
+//
+// The package has no exported API: it is tests only, plus this file.
+package reliability
