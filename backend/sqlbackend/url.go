@@ -105,7 +105,9 @@ func parseSQLite(rawURL string) (*config, error) {
 	if strings.IndexByte(path, 0) >= 0 {
 		return nil, invalidURL("sqlite://", "NUL in the path")
 	}
-	cfg := &config{dialect: dialect.SQLite, where: "sqlite://" + path}
+	// A SQLite URL has no password, but one written by mistake
+	// (sqlite://user:pw@file.db) is hidden all the same.
+	cfg := &config{dialect: dialect.SQLite, where: backend.Redact("sqlite://" + rest)}
 	q, err := url.ParseQuery(rawQuery)
 	if err != nil {
 		return nil, invalidURL(cfg.where, "bad query string")

@@ -1,0 +1,219 @@
+package sqlbackend_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"reflect"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/authdb/authdb/backend"
+	"github.com/authdb/authdb/backend/sqlbackend"
+	"github.com/authdb/authdb/conformance"
+	"github.com/authdb/authdb/partition"
+)
+
+// TestMemoryDatabase: sqlite://:memory: is one database shared by the pool
+// and by concurrent callers; each Open is a new one.
+func TestMemoryDatabase(t *testing.T) {
+	ctx := context.Background()
+	b := open(t, "sqlite://:memory:")
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for i := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			jti, err := backend.NewUUIDv7()
+			if err == nil {
+				err = b.InsertRefreshToken(ctx, jti, fmt.Sprintf("user%d", i%4), "s")
+			}
+			if err == nil {
+				_, err = b.GetUserRefreshTokens(ctx, "")
+			}
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	if all, err := b.GetUserRefreshTokens(ctx, ""); err != nil || len(all) != 16 {
+		t.Errorf("tokens = %d, %v; want 16", len(all), err)
+	}
+	if all, err := open(t, "sqlite://:memory:").GetUserRefreshTokens(ctx, ""); err != nil || len(all) != 0 {
+		t.Errorf("a second :memory: backend has %d tokens, %v; want 0", len(all), err)
+	}
+}
+
+// TestCleanupBatches: clean-up deletes in batches of CleanupBatchSize,
+// reports progress after each, and keeps what is within retention.
+func TestCleanupBatches(t *testing.T) {
+	now := time.Date(2025, time.June, 15, 12, 0, 0, 0, time.UTC)
+	for _, e := range engines {
+		t.Run(e.name, func(t *testing.T) {
+			ctx := context.Background()
+			clock := now.Add(-2 * time.Hour)
+			var mu sync.Mutex
+			progress := map[string][]int64{}
+			b := open(t, newURL(t, e),
+				backend.WithClock(func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }),
+				backend.WithCleanupBatchSize(10),
+				backend.WithCleanupProgress(func(table string, n int64) { progress[table] = append(progress[table], n) }))
+			for i := range 25 {
+				if _, _, err := b.InsertDeviceFlow(ctx, "c", "s"); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := b.InsertAuthorizationFlow(ctx, "c", "s", "x", "S256", "https://x"); err != nil {
+					t.Fatal(err)
+				}
+				if err := b.InsertRefreshToken(ctx, conformance.UUIDv7At(clock.Add(time.Duration(i)*time.Millisecond)), "u", "s"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			mu.Lock()
+			clock = now // the 25 rows are two hours old
+			mu.Unlock()
+			if _, _, err := b.InsertDeviceFlow(ctx, "c", "s"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := b.InsertAuthorizationFlow(ctx, "c", "s", "x", "S256", "https://x"); err != nil {
+				t.Fatal(err)
+			}
+			if err := b.InsertRefreshToken(ctx, conformance.UUIDv7At(now), "u", "s"); err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range []struct {
+				table string
+				clean func(context.Context, time.Duration) (int64, error)
+			}{
+				{"DeviceFlows", b.CleanExpiredDeviceFlows},
+				{"AuthorizationFlows", b.CleanExpiredAuthorizationFlows},
+				{"RefreshTokens", b.CleanExpiredRefreshTokens},
+			} {
+				n, err := c.clean(ctx, time.Hour)
+				if err != nil || n != 25 {
+					t.Errorf("clean %s = %d, %v; want 25", c.table, n, err)
+				}
+				if got, want := progress[c.table], []int64{10, 20, 25}; !reflect.DeepEqual(got, want) {
+					t.Errorf("progress of %s = %v, want %v", c.table, got, want)
+				}
+				if n, err := c.clean(ctx, time.Hour); err != nil || n != 0 {
+					t.Errorf("clean %s again = %d, %v; want 0", c.table, n, err)
+				}
+			}
+			if all, err := b.GetUserRefreshTokens(ctx, ""); err != nil || len(all) != 1 {
+				t.Errorf("tokens left = %d, %v; want 1", len(all), err)
+			}
+		})
+	}
+}
+
+// TestPoolSettings: the URL's pool parameters win over the options.
+func TestPoolSettings(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "pool.db")
+	b := open(t, "sqlite://"+path+"?max_open_conns=3", backend.WithMaxOpenConns(7))
+	if got := b.DB().Stats().MaxOpenConnections; got != 3 {
+		t.Errorf("MaxOpenConnections = %d, want 3 (URL)", got)
+	}
+	b = open(t, "sqlite://"+path, backend.WithMaxOpenConns(7))
+	if got := b.DB().Stats().MaxOpenConnections; got != 7 {
+		t.Errorf("MaxOpenConnections = %d, want 7 (option)", got)
+	}
+}
+
+// TestAccessors: Dialect, DB, and Migrate on a backend opened without
+// migration.
+func TestAccessors(t *testing.T) {
+	for _, e := range engines {
+		t.Run(e.name, func(t *testing.T) {
+			ctx := context.Background()
+			b := open(t, newURL(t, e), backend.WithoutMigration())
+			if b.Dialect() != e.dialect {
+				t.Errorf("Dialect = %q, want %q", b.Dialect(), e.dialect)
+			}
+			if err := b.DB().PingContext(ctx); err != nil {
+				t.Errorf("DB().Ping: %v", err)
+			}
+			if err := b.InsertRefreshToken(ctx, uuid.Must(uuid.NewV7()), "u", "s"); err == nil {
+				t.Error("InsertRefreshToken before Migrate succeeded on an empty database")
+			}
+			if err := b.Migrate(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := b.Migrate(ctx); err != nil {
+				t.Fatalf("second Migrate: %v", err)
+			}
+			if err := b.InsertRefreshToken(ctx, uuid.Must(uuid.NewV7()), "u", "s"); err != nil {
+				t.Errorf("InsertRefreshToken after Migrate: %v", err)
+			}
+		})
+	}
+}
+
+// TestPartitionMaintainer: MySQL plans and maintains RefreshTokens'
+// partitions with the backend's clock; the other engines are unsupported.
+func TestPartitionMaintainer(t *testing.T) {
+	now := time.Date(2025, time.June, 15, 12, 0, 0, 0, time.UTC)
+	for _, e := range engines {
+		t.Run(e.name, func(t *testing.T) {
+			ctx := context.Background()
+			var pm backend.PartitionMaintainer = open(t, newURL(t, e), backend.WithClock(func() time.Time { return now }))
+			plan, err := pm.PlanRefreshTokenPartitions(ctx, 6, partition.DefaultMonthsAhead)
+			if e.name != "mysql" {
+				if !errors.Is(err, backend.ErrUnsupported) {
+					t.Errorf("Plan on %s: %v, want ErrUnsupported", e.name, err)
+				}
+				if _, err := pm.MaintainRefreshTokenPartitions(ctx, 6, partition.DefaultMonthsAhead); !errors.Is(err, backend.ErrUnsupported) {
+					t.Errorf("Maintain on %s: %v, want ErrUnsupported", e.name, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			first := time.Date(2025, time.June, 1, 0, 0, 0, 0, time.UTC)
+			if len(plan.Existing) != partition.SetupMonths || !plan.Existing[0].Equal(first) || len(plan.Added) != 0 || len(plan.Dropped) != 0 {
+				t.Errorf("plan = %+v, want %d months from %v, nothing to do", plan, partition.SetupMonths, first)
+			}
+			now = now.AddDate(2, 0, 0) // 2027-06-15: add up to 2028-06, drop before 2026-12
+			rep, err := pm.MaintainRefreshTokenPartitions(ctx, 6, partition.DefaultMonthsAhead)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rep.Added) != 13 || len(rep.Dropped) != 18 {
+				t.Errorf("maintain added %d and dropped %d months, want 13 and 18: %+v", len(rep.Added), len(rep.Dropped), rep)
+			}
+		})
+	}
+}
+
+// TestOpenViaRegistry: the package registers its schemes with the backend
+// registry.
+func TestOpenViaRegistry(t *testing.T) {
+	b, err := backend.Open(context.Background(), "sqlite://"+filepath.Join(t.TempDir(), "r.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, ok := b.(*sqlbackend.Backend); !ok {
+		t.Errorf("backend.Open gave a %T", b)
+	}
+	for _, s := range sqlbackend.Schemes {
+		found := false
+		for _, r := range backend.Schemes() {
+			found = found || r == s
+		}
+		if !found {
+			t.Errorf("scheme %s not registered", s)
+		}
+	}
+}
