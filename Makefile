@@ -1,11 +1,17 @@
 GO ?= go
 export CGO_ENABLED = 1
 
-.PHONY: test demo generate bench bench-partition lint
+.PHONY: test test-restart demo generate bench bench-partition lint
 
 ## test: every test of every package, with the race detector.
 test:
 	$(GO) test -race -count=1 -timeout 30m ./...
+
+## test-restart: stop and start the local PostgreSQL and MariaDB under open
+## backends (internal/reliability, build tag "restart"). It disturbs every other
+## test using those servers, so it runs alone, after make test (.ci/run).
+test-restart:
+	$(GO) test -race -count=1 -tags restart -run Restart ./internal/reliability/
 
 ## demo: a device flow, a PKCE flow, a refresh rotation and a replay, on a
 ## fresh SQLite file (removed afterwards), printing each step.
