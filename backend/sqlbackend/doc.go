@@ -74,11 +74,16 @@
 //	operation                       PostgreSQL   SQLite                 MySQL/MariaDB
 //	ConsumeDeviceFlow/Authorization 1 (CTE)      1 (+1 when refused)    2 (1 when refused)
 //	AuthorizationFlowInsertIDToken  1            1                      2 (1 when refused)
-//	RotateRefreshToken              1 (CTE)      4 (BEGIN..COMMIT)      5 (SELECT, BEGIN..COMMIT)
-//	  refused (unknown/replayed)    +1 / +2      +1 / +2                1 / 2
+//	RotateRefreshToken              1 (CTE)      4 (BEGIN..COMMIT)      MariaDB 4, MySQL 5 (see below)
+//	  refused (unknown/replayed)    +1 / +2      +1 / +2                MariaDB +1 / +2, MySQL 1 / 2
 //	InsertDeviceFlow                1 per user code tried (ON CONFLICT DO NOTHING; MySQL: error 1062)
 //	every other operation           1
 //	CleanExpired*                   1 per batch of Options.CleanupBatchSize rows
+//
+// A rotation on MariaDB is BEGIN, the conditional UPDATE, INSERT ... SELECT
+// ... RETURNING (the new token copies the old one's subject and scope),
+// COMMIT; MySQL 8, which has no RETURNING, reads the old token first, then
+// BEGIN, UPDATE, INSERT, COMMIT (its failure paths need only that read).
 //
 // Serialization failures and deadlocks (PostgreSQL 40001/40P01, MySQL
 // 1213/1205, SQLite BUSY/LOCKED) are retried up to MaxAttempts times in all

@@ -50,7 +50,7 @@ type queries struct {
 	cleanTokens    string
 }
 
-func buildQueries(d string) *queries {
+func buildQueries(d string, mariaDB bool) *queries {
 	q := &queries{
 		insertDevice:        `INSERT INTO "DeviceFlows" ("UserCode","Status","CreationTime","ClientID","Scope","DeviceCode") VALUES (?,'PENDING',?,?,?,?)`,
 		validateUserCode:    `SELECT "Scope" FROM "DeviceFlows" WHERE "UserCode"=? AND "Status"='PENDING' AND "CreationTime">=?`,
@@ -85,6 +85,11 @@ func buildQueries(d string) *queries {
 		exact := ` AND CAST("Sub" AS BINARY)=CAST(? AS BINARY)`
 		q.listTokens = strings.Replace(q.listTokens, ` ORDER BY`, exact+` ORDER BY`, 1)
 		q.revokeUser += exact
+		if mariaDB {
+			// MariaDB 10.5+: the new token copies the old one's subject and
+			// scope and returns them, one statement fewer than MySQL's read.
+			q.rotateInsert = `INSERT INTO "RefreshTokens" ("JTI","Status","Scope","Sub") SELECT ?,'CREATED',"Scope","Sub" FROM "RefreshTokens" WHERE "JTI"=? RETURNING "Scope","Sub"`
+		}
 		q.cleanDevices = `DELETE FROM "DeviceFlows" WHERE "CreationTime"<? ORDER BY "CreationTime","UserCode" LIMIT ?`
 		q.cleanAuths = `DELETE FROM "AuthorizationFlows" WHERE "CreationTime"<? ORDER BY "CreationTime","UUID" LIMIT ?`
 		q.cleanTokens = `DELETE FROM "RefreshTokens" WHERE "JTI"<? ORDER BY "JTI" LIMIT ?`

@@ -207,6 +207,9 @@ func (b *Backend) rotateOnce(ctx context.Context, op string, oldJTI, newJTI uuid
 		}
 		return b.rotateRefused(ctx, op, oldArg)
 	default: // MySQL
+		if b.mariaDB {
+			return b.rotateMariaDB(ctx, op, oldArg, newArg, newJTI, out)
+		}
 		var status string
 		found, err := queryRow(ctx, b.client, b.q.getTokenForRot, []any{oldArg}, &status, &out.Scope, &out.Sub)
 		if err != nil {
@@ -234,6 +237,34 @@ func (b *Backend) rotateOnce(ctx context.Context, op string, oldJTI, newJTI uuid
 		}
 		return errRaced // revoked since the SELECT: read again
 	}
+}
+
+// rotateMariaDB: BEGIN, the conditional UPDATE, INSERT ... SELECT ...
+// RETURNING the subject and scope, COMMIT; when the update matches nothing,
+// ROLLBACK and rotateRefused.
+func (b *Backend) rotateMariaDB(ctx context.Context, op, oldArg, newArg string, newJTI uuid.UUID, out *backend.RefreshToken) error {
+	tx, err := b.client.Tx(ctx)
+	if err != nil {
+		return err
+	}
+	n, err := exec(ctx, tx, b.q.rotate, oldArg)
+	if err == nil && n == 1 {
+		var found bool
+		found, err = queryRow(ctx, tx, b.q.rotateInsert, []any{newArg, oldArg}, &out.Scope, &out.Sub)
+		if err == nil && found {
+			return tx.Commit()
+		}
+		if err == nil {
+			err = fmt.Errorf("authdb: %s: the revoked token vanished before the copy", op)
+		}
+	}
+	if rbErr := tx.Rollback(); err == nil && rbErr != nil {
+		return rbErr
+	}
+	if err != nil {
+		return dupAsExists(op, newJTI, err)
+	}
+	return b.rotateRefused(ctx, op, oldArg)
 }
 
 // rotateRefused reads the old token after a rotation's conditional update

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strings"
 	"time"
 
 	"entgo.io/ent/dialect"
@@ -41,6 +42,7 @@ type Backend struct {
 	dialect string
 	where   string // scheme and host, for errors
 	opts    backend.Options
+	mariaDB bool // MySQL dialect on MariaDB (INSERT ... RETURNING)
 	q       *queries
 }
 
@@ -68,20 +70,68 @@ func Open(ctx context.Context, rawURL string, opts ...backend.Option) (*Backend,
 		return nil, fmt.Errorf("authdb: open %s: %w", cfg.where, err)
 	}
 	configurePool(db, cfg, o)
+	return newBackend(ctx, db, cfg.dialect, cfg.where, o)
+}
+
+// DSN returns the database/sql driver name ("sqlite3", "postgres" or
+// "mysql") and data source name that Open uses for rawURL, for callers that
+// open the pool themselves (a driver wrapper that counts statements, for
+// instance) and hand it to OpenDB. The DSN contains the password. The
+// URL's pool parameters are not part of it.
+func DSN(rawURL string) (driverName, dsn string, err error) {
+	cfg, err := parseURL(rawURL)
+	if err != nil {
+		return "", "", err
+	}
+	switch cfg.dialect {
+	case dialect.MySQL:
+		return "mysql", cfg.mysql.FormatDSN(), nil
+	case dialect.Postgres:
+		return "postgres", cfg.dsn, nil
+	}
+	return "sqlite3", cfg.dsn, nil
+}
+
+// OpenDB makes a backend on a pool the caller opened, with the dialect's
+// name ("sqlite3", "postgres" or "mysql"), as Open does after opening its
+// own: ping, then Migrate unless backend.WithoutMigration. The pool must
+// reach the database with the driver settings Open uses (see DSN): MySQL
+// needs parseTime, UTC and clientFoundRows; SQLite needs _txlock=immediate
+// and a busy timeout. The pool settings are the caller's. Close closes db.
+func OpenDB(ctx context.Context, db *sql.DB, dialectName string, opts ...backend.Option) (*Backend, error) {
+	switch dialectName {
+	case dialect.SQLite, dialect.Postgres, dialect.MySQL:
+	default:
+		return nil, fmt.Errorf("authdb: open: %w: dialect %q is not sqlite3, postgres or mysql", backend.ErrInvalidInput, dialectName)
+	}
+	return newBackend(ctx, db, dialectName, dialectName, backend.NewOptions(opts...))
+}
+
+func newBackend(ctx context.Context, db *sql.DB, d, where string, o backend.Options) (*Backend, error) {
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("authdb: open %s: %w", cfg.where, ctx.Err())
+			return nil, fmt.Errorf("authdb: open %s: %w", where, ctx.Err())
 		}
-		return nil, fmt.Errorf("authdb: open %s: cannot reach the database: %w", cfg.where, err)
+		return nil, fmt.Errorf("authdb: open %s: cannot reach the database: %w", where, err)
+	}
+	mariaDB := false
+	if d == dialect.MySQL {
+		var version string
+		if err := db.QueryRowContext(ctx, "SELECT VERSION()").Scan(&version); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("authdb: open %s: %w", where, err)
+		}
+		mariaDB = strings.Contains(strings.ToLower(version), "mariadb")
 	}
 	b := &Backend{
-		client:  ent.NewClient(ent.Driver(entsql.OpenDB(cfg.dialect, db))),
+		client:  ent.NewClient(ent.Driver(entsql.OpenDB(d, db))),
 		db:      db,
-		dialect: cfg.dialect,
-		where:   cfg.where,
+		dialect: d,
+		where:   where,
 		opts:    o,
-		q:       buildQueries(cfg.dialect),
+		mariaDB: mariaDB,
+		q:       buildQueries(d, mariaDB),
 	}
 	if o.Migrate {
 		if err := b.Migrate(ctx); err != nil {
