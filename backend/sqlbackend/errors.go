@@ -2,9 +2,10 @@ package sqlbackend
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -102,7 +103,7 @@ func Retry(ctx context.Context, fn func() error) error {
 			}
 			return err
 		}
-		d := wait/2 + rand.N(wait/2+1)
+		d := wait/2 + jitter(wait/2)
 		t := time.NewTimer(d)
 		select {
 		case <-ctx.Done():
@@ -112,4 +113,14 @@ func Retry(ctx context.Context, fn func() error) error {
 		}
 		wait *= 2
 	}
+}
+
+// jitter returns a uniformly drawn duration in [0, max] (crypto/rand: the
+// project draws every random value from it).
+func jitter(max time.Duration) time.Duration {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil || max <= 0 {
+		return max
+	}
+	return time.Duration(binary.LittleEndian.Uint64(b[:]) % uint64(max+1))
 }

@@ -3,6 +3,8 @@ package sqlbackend
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -206,9 +208,18 @@ func (b *Backend) Dialect() string { return b.dialect }
 // invariants (hashing, statuses, clock).
 func (b *Backend) Client() *ent.Client { return b.client }
 
-// Ping reports whether the database answers.
+// Ping reports whether the database answers. A pooled connection found dead
+// (the server restarted, the session was killed) is discarded and the ping
+// tried on another, as database/sql does for statements but not for pings:
+// at most once per idle connection, plus twice.
 func (b *Backend) Ping(ctx context.Context) error {
-	if err := b.db.PingContext(ctx); err != nil {
+	var err error
+	for range b.db.Stats().Idle + 2 {
+		if err = b.db.PingContext(ctx); !errors.Is(err, driver.ErrBadConn) {
+			break
+		}
+	}
+	if err != nil {
 		return b.wrap(ctx, "ping", err)
 	}
 	return nil
