@@ -1,0 +1,131 @@
+package bench
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"math"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/authdb/authdb/internal/bench/baseline"
+)
+
+var (
+	flagTable   = flag.Bool("table", false, "TestBenchTable: measure and print the side-by-side table")
+	flagEngines = flag.String("engines", "memory,sqlite,postgres,mariadb", "engines of the table and of the Benchmark functions")
+	flagOps     = flag.String("ops", "", "regexp: only the operations whose name matches")
+	flagBig     = flag.Bool("1m", os.Getenv("AUTHDB_BENCH_1M") == "1", "include listing with 1,000,000 tokens (also AUTHDB_BENCH_1M=1)")
+	flagBudget  = flag.Duration("budget", DefaultConfig.Budget, "timed time per implementation and operation")
+	flagMode    = flag.String("mode", "plain", "baseline statements: plain or prepared")
+)
+
+func mode(tb testing.TB) baseline.Mode {
+	switch *flagMode {
+	case "plain":
+		return baseline.Plain
+	case "prepared":
+		return baseline.Prepared
+	}
+	tb.Fatalf("-mode %q: want plain or prepared", *flagMode)
+	return 0
+}
+
+func selectedOps(tb testing.TB) []Op {
+	var re *regexp.Regexp
+	if *flagOps != "" {
+		var err error
+		if re, err = regexp.Compile(*flagOps); err != nil {
+			tb.Fatalf("-ops: %v", err)
+		}
+	}
+	var out []Op
+	for _, op := range Ops() {
+		if (op.Big && !*flagBig) || (re != nil && !re.MatchString(op.Name)) {
+			continue
+		}
+		out = append(out, op)
+	}
+	return out
+}
+
+func engines() []string { return strings.Split(*flagEngines, ",") }
+
+// TestBenchTable measures every operation on every engine, authdb beside
+// the baseline, interleaved, and prints one table on stdout (make bench).
+// It runs only with -table.
+func TestBenchTable(t *testing.T) {
+	if !*flagTable {
+		t.Skip("run with -table (make bench)")
+	}
+	cfg := DefaultConfig
+	cfg.Budget = *flagBudget
+	ctx := context.Background()
+	var results []Result
+	for _, engine := range engines() {
+		env := NewEnv(t, engine, mode(t))
+		for _, op := range selectedOps(t) {
+			start := time.Now()
+			r, err := Run(ctx, env, op, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			results = append(results, r)
+			ratio := ""
+			if !math.IsNaN(r.Ratio()) {
+				ratio = fmt.Sprintf(" ratio %.2f", r.Ratio())
+			}
+			fmt.Fprintf(os.Stderr, "%-8s %-45s %3d rounds x %5d calls%s (%.1fs)\n", engine, op.Name, r.Rounds, r.Batch, ratio, time.Since(start).Seconds())
+		}
+	}
+	fmt.Printf("\nbaseline statements: %s\n\n", mode(t))
+	if err := WriteTable(os.Stdout, results); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// BenchmarkSQL runs every operation with testing.B, per engine and
+// operation first on authdb, then on the baseline (sub-benchmarks
+// .../authdb and .../baseline side by side), reporting round trips per
+// call as rt/op. Select with -bench, e.g.
+// -bench 'SQL/postgres/RotateRefreshToken'.
+func BenchmarkSQL(b *testing.B) {
+	ctx := context.Background()
+	for _, engine := range engines() {
+		b.Run(engine, func(b *testing.B) {
+			env := NewEnv(b, engine, mode(b))
+			for _, op := range selectedOps(b) {
+				b.Run(strings.ReplaceAll(op.Name, " ", "_"), func(b *testing.B) {
+					if err := env.ensureOnce(ctx, op); err != nil {
+						b.Fatal(err)
+					}
+					for _, im := range env.Impls() {
+						b.Run(im.Name, func(b *testing.B) {
+							b.StopTimer()
+							p, err := op.Setup(ctx, env, im, b.N)
+							if err != nil {
+								b.Fatal(err)
+							}
+							var before int64
+							if im.Count != nil {
+								before = im.Count.Load()
+							}
+							b.StartTimer()
+							failed, err := p.Run(ctx)
+							b.StopTimer()
+							if failed > 0 {
+								b.Fatalf("%d calls failed: %v", failed, err)
+							}
+							if im.Count != nil {
+								b.ReportMetric(float64(im.Count.Load()-before)/float64(p.N), "rt/op")
+							}
+						})
+					}
+				})
+			}
+		})
+	}
+}

@@ -1,0 +1,172 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/authdb/authdb/backend"
+	"github.com/authdb/authdb/internal/bench/baseline"
+)
+
+// timeArg is a CreationTime as the engine's column takes it (SQLite: the
+// text form of DATETIME('now'), as authdb writes it).
+func (e *Env) timeArg(t time.Time) any {
+	t = t.UTC().Truncate(time.Second)
+	if e.Dialect == baseline.SQLite {
+		return t.Format("2006-01-02 15:04:05")
+	}
+	return t
+}
+
+// idArg is a UUID as the engine's column takes it.
+func (e *Env) idArg(id uuid.UUID) string {
+	if e.Dialect == baseline.Postgres {
+		return id.String()
+	}
+	return backend.HexJTI(id)
+}
+
+// BulkInsert inserts rows into table with multi-row INSERTs of up to 1000
+// rows (on the uncounted admin pool; SQLite in one transaction).
+func (e *Env) BulkInsert(ctx context.Context, table string, cols []string, rows [][]any) error {
+	q := func(s string) string {
+		if e.Dialect == baseline.MySQL {
+			return "`" + s + "`"
+		}
+		return `"` + s + `"`
+	}
+	quoted := make([]string, len(cols))
+	for i, c := range cols {
+		quoted[i] = q(c)
+	}
+	head := "INSERT INTO " + q(table) + " (" + strings.Join(quoted, ",") + ") VALUES "
+	const chunk = 1000
+	tx, err := e.Admin.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	for lo := 0; lo < len(rows); lo += chunk {
+		hi := min(lo+chunk, len(rows))
+		var b strings.Builder
+		b.WriteString(head)
+		args := make([]any, 0, (hi-lo)*len(cols))
+		for r := lo; r < hi; r++ {
+			if r > lo {
+				b.WriteByte(',')
+			}
+			b.WriteByte('(')
+			for c := range cols {
+				if c > 0 {
+					b.WriteByte(',')
+				}
+				args = append(args, rows[r][c])
+				if e.Dialect == baseline.Postgres {
+					b.WriteString("$" + strconv.Itoa(len(args)))
+				} else {
+					b.WriteByte('?')
+				}
+			}
+			b.WriteByte(')')
+		}
+		if _, err := tx.ExecContext(ctx, b.String(), args...); err != nil {
+			return fmt.Errorf("bench: bulk insert into %s: %w", table, err)
+		}
+		if e.Dialect != baseline.SQLite && hi-lo == chunk && (hi/chunk)%50 == 0 {
+			// Commit every 50,000 rows on the servers: no huge transaction.
+			if err := tx.Commit(); err != nil {
+				return err
+			}
+			if tx, err = e.Admin.BeginTx(ctx, nil); err != nil {
+				return err
+			}
+		}
+	}
+	return tx.Commit()
+}
+
+// countTokens returns the number of refresh tokens in the table.
+func (e *Env) countTokens(ctx context.Context) (int, error) {
+	if e.Admin == nil {
+		ts, err := e.Authdb.B.GetUserRefreshTokens(ctx, "")
+		return len(ts), err
+	}
+	var n int
+	err := e.Admin.QueryRowContext(ctx, `SELECT COUNT(*) FROM `+map[bool]string{true: "`RefreshTokens`", false: `"RefreshTokens"`}[e.Dialect == baseline.MySQL]).Scan(&n)
+	return n, err
+}
+
+// loadTokens returns an Op.Once that fills RefreshTokens up to size
+// tokens: first the listed subject's ListLive live and ListLive revoked
+// tokens, then tokens of other subjects (ten each, one in three revoked),
+// created over the last hours.
+func loadTokens(size int) func(ctx context.Context, e *Env) error {
+	return func(ctx context.Context, e *Env) error {
+		have, err := e.countTokens(ctx)
+		if err != nil {
+			return err
+		}
+		base := time.Now().Add(-3 * time.Hour)
+		var rows [][]any
+		add := func(i int, sub, status string) {
+			rows = append(rows, []any{JTIAt(base.Add(time.Duration(i) * time.Millisecond)), status, scope, sub})
+		}
+		if have == 0 {
+			for i := range 2 * ListLive {
+				add(i, ListSubject, map[bool]string{true: "CREATED", false: "REVOKED"}[i%2 == 0])
+			}
+			have = len(rows)
+		}
+		for i := have; i < size; i++ {
+			status := "CREATED"
+			if i%3 == 0 {
+				status = "REVOKED"
+			}
+			add(i, "bulk-subject-"+strconv.Itoa(i/10), status)
+		}
+		if e.Admin == nil {
+			for _, r := range rows {
+				id := r[0].(uuid.UUID)
+				if err := e.Authdb.B.InsertRefreshToken(ctx, id, r[3].(string), scope); err != nil {
+					return err
+				}
+				if r[1] == "REVOKED" {
+					if err := e.Authdb.B.RevokeRefreshToken(ctx, id); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		}
+		for _, r := range rows {
+			r[0] = e.idArg(r[0].(uuid.UUID))
+		}
+		if err := e.BulkInsert(ctx, "RefreshTokens", []string{"JTI", "Status", "Scope", "Sub"}, rows); err != nil {
+			return err
+		}
+		return e.analyze(ctx)
+	}
+}
+
+// analyze refreshes the planner's statistics after a bulk load.
+func (e *Env) analyze(ctx context.Context) error {
+	var stmt string
+	switch e.Dialect {
+	case baseline.Postgres:
+		stmt = `ANALYZE "RefreshTokens"`
+	case baseline.MySQL:
+		stmt = "ANALYZE TABLE `RefreshTokens`"
+	default:
+		stmt = "ANALYZE"
+	}
+	rows, err := e.Admin.QueryContext(ctx, stmt)
+	if err != nil {
+		return err
+	}
+	return rows.Close()
+}

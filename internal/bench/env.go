@@ -1,0 +1,222 @@
+package bench
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/lib/pq"
+	"github.com/mattn/go-sqlite3"
+
+	"github.com/authdb/authdb/backend"
+	"github.com/authdb/authdb/backend/memory"
+	"github.com/authdb/authdb/backend/sqlbackend"
+	"github.com/authdb/authdb/internal/bench/baseline"
+	"github.com/authdb/authdb/internal/testdb"
+)
+
+// Engine names, as the table prints them.
+const (
+	SQLite   = "sqlite"
+	Postgres = "postgres"
+	MySQL    = "mariadb" // the local server; MySQL 8 takes the same path
+	Memory   = "memory"
+)
+
+// SQLEngines are the engines with a baseline.
+var SQLEngines = []string{SQLite, Postgres, MySQL}
+
+// PoolIdle is the idle-connection limit of both pools (sqlbackend's default).
+const PoolIdle = sqlbackend.DefaultMaxIdleConns
+
+// Clock is a settable clock: the wall clock unless Set. Each implementation
+// has its own, so that clean-up benchmarks can move "now" call by call.
+type Clock struct{ at atomic.Int64 } // UnixNano; 0 = the wall clock
+
+// Now returns the clock's time.
+func (c *Clock) Now() time.Time {
+	if n := c.at.Load(); n != 0 {
+		return time.Unix(0, n).UTC()
+	}
+	return time.Now()
+}
+
+// Set fixes the clock at t; the zero time gives it back the wall clock.
+func (c *Clock) Set(t time.Time) {
+	if t.IsZero() {
+		c.at.Store(0)
+		return
+	}
+	c.at.Store(t.UnixNano())
+}
+
+// Impl is one implementation under test: authdb or the baseline.
+type Impl struct {
+	Name    string // "authdb" or "baseline"
+	B       backend.Backend
+	Count   *Counter // nil when the round trips of B cannot be counted
+	Clock   *Clock
+	Dialect string // "" for memory
+}
+
+// Env is one engine's database with authdb and the baseline on it, sharing
+// the tables (created by sqlbackend's migration).
+type Env struct {
+	Engine   string
+	Dialect  string // as sqlbackend.Backend.Dialect reports it; "" for memory
+	URL      string
+	Admin    *sql.DB // plain pool, not counted: bulk loads, EXPLAIN
+	Authdb   *Impl
+	Baseline *Impl // nil for memory
+
+	mu      sync.Mutex
+	virtual time.Time       // next clean-up window (see virtualWindow)
+	once    map[string]bool // Op.Once keys done
+}
+
+// Impls returns the implementations of the environment, authdb first.
+func (e *Env) Impls() []*Impl {
+	if e.Baseline == nil {
+		return []*Impl{e.Authdb}
+	}
+	return []*Impl{e.Authdb, e.Baseline}
+}
+
+// NewURL returns the URL of a new, empty database of engine, removed when
+// tb ends: a SQLite file in a temporary directory, or a database made by
+// testdb on the local PostgreSQL or MariaDB server.
+func NewURL(tb testing.TB, engine string) string {
+	tb.Helper()
+	switch engine {
+	case SQLite:
+		return "sqlite://" + filepath.Join(tb.TempDir(), "bench.db")
+	case Postgres:
+		return testdb.NewDatabase(tb, testdb.Postgres)
+	case MySQL:
+		return testdb.NewDatabase(tb, testdb.MySQL)
+	}
+	tb.Fatalf("bench: unknown engine %q", engine)
+	return ""
+}
+
+// Connector returns a driver connector for an authdb URL with the driver
+// settings sqlbackend.Open uses (PostgreSQL binary_parameters=yes; MySQL
+// parseTime, UTC, utf8mb4, interpolateParams, clientFoundRows; SQLite WAL,
+// synchronous NORMAL, busy timeout 10 s, _txlock=immediate), and the
+// dialect name.
+func Connector(rawURL string) (driver.Connector, string, error) {
+	switch backend.Scheme(rawURL) {
+	case "sqlite":
+		path := strings.TrimPrefix(rawURL, "sqlite://")
+		q := url.Values{}
+		q.Set("_busy_timeout", "10000")
+		q.Set("_txlock", "immediate")
+		q.Set("_foreign_keys", "1")
+		q.Set("_journal_mode", "WAL")
+		q.Set("_synchronous", "NORMAL")
+		dsn := "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
+		return DSNConnector(&sqlite3.SQLiteDriver{}, dsn), baseline.SQLite, nil
+	case "postgres", "postgresql":
+		u, err := url.Parse(rawURL)
+		if err != nil {
+			return nil, "", err
+		}
+		q := u.Query()
+		q.Set("binary_parameters", "yes")
+		u.RawQuery = q.Encode()
+		c, err := pq.NewConnector(u.String())
+		return c, baseline.Postgres, err
+	case "mysql":
+		u, err := url.Parse(rawURL)
+		if err != nil {
+			return nil, "", err
+		}
+		m := mysql.NewConfig()
+		m.User = u.User.Username()
+		m.Passwd, _ = u.User.Password()
+		m.Net, m.Addr, m.DBName = "tcp", u.Host, strings.TrimPrefix(u.Path, "/")
+		m.ParseTime, m.Loc = true, time.UTC
+		m.Collation = "utf8mb4_general_ci"
+		m.InterpolateParams = true
+		m.ClientFoundRows = true
+		c, err := mysql.NewConnector(m)
+		return c, baseline.MySQL, err
+	}
+	return nil, "", fmt.Errorf("bench: unsupported URL scheme %q", backend.Scheme(rawURL))
+}
+
+// Pool opens a pool on a connector counted by c (nil: not counted), with
+// the pool settings sqlbackend uses by default.
+func Pool(connector driver.Connector, c *Counter) *sql.DB {
+	if c != nil {
+		connector = Count(connector, c)
+	}
+	db := sql.OpenDB(connector)
+	db.SetMaxIdleConns(PoolIdle)
+	return db
+}
+
+// Migrate creates the schema on rawURL with sqlbackend's migration (on a
+// plain, uncounted connection: on MySQL this also partitions RefreshTokens).
+func Migrate(ctx context.Context, rawURL string) error {
+	b, err := sqlbackend.Open(ctx, rawURL)
+	if err != nil {
+		return err
+	}
+	return b.Close()
+}
+
+// Options is what both implementations are opened with.
+func implOptions(c *Clock, extra ...backend.Option) []backend.Option {
+	return append([]backend.Option{backend.WithClock(c.Now)}, extra...)
+}
+
+// NewEnv makes an engine's environment: a new database, migrated, with
+// authdb and the baseline (statements in mode) opened on it, each on its
+// own counted pool. Everything is closed and dropped when tb ends.
+func NewEnv(tb testing.TB, engine string, mode baseline.Mode) *Env {
+	tb.Helper()
+	ctx := context.Background()
+	if engine == Memory {
+		clock := &Clock{}
+		m := memory.New(implOptions(clock)...)
+		tb.Cleanup(func() { m.Close() })
+		return &Env{Engine: Memory, Authdb: &Impl{Name: "authdb", B: m, Clock: clock}}
+	}
+	rawURL := NewURL(tb, engine)
+	if err := Migrate(ctx, rawURL); err != nil {
+		tb.Fatalf("bench: migrate %s: %v", engine, err)
+	}
+	connector, dialect, err := Connector(rawURL)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	env := &Env{Engine: engine, Dialect: dialect, URL: rawURL, Admin: Pool(connector, nil)}
+	tb.Cleanup(func() { env.Admin.Close() })
+
+	a := &Impl{Name: "authdb", Clock: &Clock{}, Dialect: dialect}
+	a.B, a.Count, err = openAuthdb(ctx, rawURL, implOptions(a.Clock, backend.WithoutMigration())...)
+	if err != nil {
+		tb.Fatalf("bench: open authdb on %s: %v", engine, err)
+	}
+	tb.Cleanup(func() { a.B.Close() })
+
+	bl := &Impl{Name: "baseline", Clock: &Clock{}, Count: &Counter{}, Dialect: dialect}
+	st, err := baseline.New(ctx, Pool(connector, bl.Count), dialect, mode, implOptions(bl.Clock)...)
+	if err != nil {
+		tb.Fatalf("bench: open baseline on %s: %v", engine, err)
+	}
+	bl.B = st
+	tb.Cleanup(func() { st.Close() })
+	env.Authdb, env.Baseline = a, bl
+	return env
+}
