@@ -103,8 +103,17 @@ func TestKillSessionsDuringRotations(t *testing.T) {
 			wg.Wait()
 			close(stop)
 			<-killerDone
+			// A last round, and its sessions gone (termination is
+			// asynchronous): from now on every call must work, the pool
+			// discarding the dead connections.
+			n, err := k.kill(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st.killRounds.Add(1)
+			st.sessionsKilled.Add(int64(n))
+			waitNoSessions(t, k)
 
-			// Every call from now on must work: the pool discards the dead connections.
 			all, err := b.GetUserRefreshTokens(ctx, "")
 			if err != nil {
 				t.Fatalf("administrator's view after the kills: %v", err)
