@@ -158,9 +158,9 @@ func (e *Env) analyze(ctx context.Context) error {
 	var stmt string
 	switch e.Dialect {
 	case baseline.Postgres:
-		stmt = `ANALYZE "RefreshTokens"`
+		stmt = `ANALYZE "RefreshTokens", "DeviceFlows", "AuthorizationFlows"`
 	case baseline.MySQL:
-		stmt = "ANALYZE TABLE `RefreshTokens`"
+		stmt = "ANALYZE TABLE `RefreshTokens`, `DeviceFlows`, `AuthorizationFlows`"
 	default:
 		stmt = "ANALYZE"
 	}

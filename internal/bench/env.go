@@ -5,9 +5,7 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"fmt"
-	"net/url"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -108,50 +106,31 @@ func NewURL(tb testing.TB, engine string) string {
 	return ""
 }
 
-// Connector returns a driver connector for an authdb URL with the driver
-// settings sqlbackend.Open uses (PostgreSQL binary_parameters=yes; MySQL
-// parseTime, UTC, utf8mb4, interpolateParams, clientFoundRows; SQLite WAL,
-// synchronous NORMAL, busy timeout 10 s, _txlock=immediate), and the
-// dialect name.
+// Connector returns a driver connector for an authdb URL with exactly the
+// driver settings sqlbackend.Open uses (sqlbackend.DSN: PostgreSQL
+// binary_parameters=yes; MySQL parseTime, UTC, utf8mb4, interpolateParams,
+// clientFoundRows; SQLite WAL, synchronous NORMAL, busy timeout,
+// _txlock=immediate), and the dialect name.
 func Connector(rawURL string) (driver.Connector, string, error) {
-	switch backend.Scheme(rawURL) {
-	case "sqlite":
-		path := strings.TrimPrefix(rawURL, "sqlite://")
-		q := url.Values{}
-		q.Set("_busy_timeout", "10000")
-		q.Set("_txlock", "immediate")
-		q.Set("_foreign_keys", "1")
-		q.Set("_journal_mode", "WAL")
-		q.Set("_synchronous", "NORMAL")
-		dsn := "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
+	name, dsn, err := sqlbackend.DSN(rawURL)
+	if err != nil {
+		return nil, "", err
+	}
+	switch name {
+	case "sqlite3":
 		return DSNConnector(&sqlite3.SQLiteDriver{}, dsn), baseline.SQLite, nil
-	case "postgres", "postgresql":
-		u, err := url.Parse(rawURL)
-		if err != nil {
-			return nil, "", err
-		}
-		q := u.Query()
-		q.Set("binary_parameters", "yes")
-		u.RawQuery = q.Encode()
-		c, err := pq.NewConnector(u.String())
+	case "postgres":
+		c, err := pq.NewConnector(dsn)
 		return c, baseline.Postgres, err
 	case "mysql":
-		u, err := url.Parse(rawURL)
+		cfg, err := mysql.ParseDSN(dsn)
 		if err != nil {
 			return nil, "", err
 		}
-		m := mysql.NewConfig()
-		m.User = u.User.Username()
-		m.Passwd, _ = u.User.Password()
-		m.Net, m.Addr, m.DBName = "tcp", u.Host, strings.TrimPrefix(u.Path, "/")
-		m.ParseTime, m.Loc = true, time.UTC
-		m.Collation = "utf8mb4_general_ci"
-		m.InterpolateParams = true
-		m.ClientFoundRows = true
-		c, err := mysql.NewConnector(m)
+		c, err := mysql.NewConnector(cfg)
 		return c, baseline.MySQL, err
 	}
-	return nil, "", fmt.Errorf("bench: unsupported URL scheme %q", backend.Scheme(rawURL))
+	return nil, "", fmt.Errorf("bench: unsupported driver %q", name)
 }
 
 // Pool opens a pool on a connector counted by c (nil: not counted), with
@@ -203,8 +182,8 @@ func NewEnv(tb testing.TB, engine string, mode baseline.Mode) *Env {
 	env := &Env{Engine: engine, Dialect: dialect, URL: rawURL, Admin: Pool(connector, nil)}
 	tb.Cleanup(func() { env.Admin.Close() })
 
-	a := &Impl{Name: "authdb", Clock: &Clock{}, Dialect: dialect}
-	a.B, a.Count, err = openAuthdb(ctx, rawURL, implOptions(a.Clock, backend.WithoutMigration())...)
+	a := &Impl{Name: "authdb", Clock: &Clock{}, Count: &Counter{}, Dialect: dialect}
+	a.B, err = sqlbackend.OpenDB(ctx, Pool(connector, a.Count), dialect, implOptions(a.Clock, backend.WithoutMigration())...)
 	if err != nil {
 		tb.Fatalf("bench: open authdb on %s: %v", engine, err)
 	}
