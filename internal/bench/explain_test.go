@@ -47,7 +47,7 @@ func explainCases() []explainCase {
 			want: map[string]string{
 				baseline.SQLite:   `SEARCH RefreshTokens USING (COVERING )?INDEX sqlite_autoindex_RefreshTokens_1 \(JTI<\?\)`,
 				baseline.Postgres: `Index (Only )?Scan using "RefreshTokens_pkey" on "RefreshTokens"[^\n]*\n[^\n]*Index Cond: \("JTI" < `,
-				baseline.MySQL:   `RefreshTokens range PRIMARY`,
+				baseline.MySQL:    `RefreshTokens range PRIMARY`,
 			}},
 		{name: "CleanExpiredDeviceFlows (CreationTime index)", pick: "DELETE",
 			call: func(ctx context.Context, b backend.Backend) error {
@@ -57,7 +57,7 @@ func explainCases() []explainCase {
 			want: map[string]string{
 				baseline.SQLite:   `SEARCH DeviceFlows USING (COVERING )?INDEX ix_DeviceFlows_CreationTime \(CreationTime<\?\)`,
 				baseline.Postgres: `Index (Only )?Scan using "ix_DeviceFlows_CreationTime"`,
-				baseline.MySQL:   `DeviceFlows range ix_DeviceFlows_CreationTime`,
+				baseline.MySQL:    `DeviceFlows range ix_DeviceFlows_CreationTime`,
 			}},
 		{name: "CleanExpiredAuthorizationFlows (CreationTime index)", pick: "DELETE",
 			call: func(ctx context.Context, b backend.Backend) error {
@@ -67,7 +67,7 @@ func explainCases() []explainCase {
 			want: map[string]string{
 				baseline.SQLite:   `SEARCH AuthorizationFlows USING (COVERING )?INDEX ix_AuthorizationFlows_CreationTime \(CreationTime<\?\)`,
 				baseline.Postgres: `Index (Only )?Scan using "ix_AuthorizationFlows_CreationTime"`,
-				baseline.MySQL:   `AuthorizationFlows range ix_AuthorizationFlows_CreationTime`,
+				baseline.MySQL:    `AuthorizationFlows range ix_AuthorizationFlows_CreationTime`,
 			}},
 		{name: "GetAuthorizationFlow by code", pick: "SELECT",
 			call: func(ctx context.Context, b backend.Backend) error {
@@ -77,7 +77,7 @@ func explainCases() []explainCase {
 			want: map[string]string{
 				baseline.SQLite:   `SEARCH AuthorizationFlows USING INDEX ix_AuthorizationFlows_Code \(Code=\?\)`,
 				baseline.Postgres: `Index Scan using "ix_AuthorizationFlows_Code"`,
-				baseline.MySQL:   `AuthorizationFlows ref ix_AuthorizationFlows_Code`,
+				baseline.MySQL:    `AuthorizationFlows ref ix_AuthorizationFlows_Code`,
 			}},
 		{name: "GetDeviceFlow by device code", pick: "SELECT",
 			call: func(ctx context.Context, b backend.Backend) error {
@@ -87,7 +87,7 @@ func explainCases() []explainCase {
 			want: map[string]string{
 				baseline.SQLite:   `SEARCH DeviceFlows USING INDEX \S+ \(DeviceCode=\?\)`,
 				baseline.Postgres: `Index Scan using "\w+" on "DeviceFlows" .*\n\s*Index Cond: \(+"DeviceCode"`,
-				baseline.MySQL:   `DeviceFlows const DeviceCode`,
+				baseline.MySQL:    `DeviceFlows const DeviceCode`,
 			}},
 		{name: "GetRefreshToken (primary key)", pick: "SELECT \"JTI\",\"Status\",\"Scope\",\"Sub\" FROM \"RefreshTokens\" WHERE \"JTI\"",
 			call: func(ctx context.Context, b backend.Backend) error {
@@ -101,7 +101,7 @@ func explainCases() []explainCase {
 			want: map[string]string{
 				baseline.SQLite:   `SEARCH RefreshTokens USING INDEX sqlite_autoindex_RefreshTokens_1 \(JTI=\?\)`,
 				baseline.Postgres: `Index Scan using "RefreshTokens_pkey"`,
-				baseline.MySQL:   `RefreshTokens const PRIMARY`,
+				baseline.MySQL:    `RefreshTokens const PRIMARY`,
 			}},
 	}
 }
