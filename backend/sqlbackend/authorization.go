@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"entgo.io/ent/dialect"
+	"github.com/google/uuid"
 
 	"github.com/authdb/authdb/backend"
 )
@@ -20,15 +21,18 @@ func (b *Backend) InsertAuthorizationFlow(ctx context.Context, clientID, scope, 
 	if err := backend.CheckAuthorizationFlow(clientID, scope, codeChallenge, codeChallengeMethod, redirectURI); err != nil {
 		return "", fmt.Errorf("authdb: %s: %w", op, err)
 	}
-	id, err := backend.NewUUIDv7()
-	if err != nil {
-		return "", err
-	}
-	err = Retry(ctx, func() error {
-		_, err := exec(ctx, b.client, b.q.insertAuth, b.idArg(id), clientID, b.timeArg(b.now()),
+	var id uuid.UUID
+	err := b.retry(ctx, func() error {
+		// A new id per attempt: after a lost connection the first insert
+		// may have happened, and is then an orphan nobody knows the id of.
+		var err error
+		if id, err = backend.NewUUIDv7(); err != nil {
+			return err
+		}
+		_, err = b.write(ctx, b.q.insertAuth, b.idArg(id), clientID, b.timeArg(b.now()),
 			scope, codeChallenge, codeChallengeMethod, redirectURI)
 		if err != nil {
-			return b.wrap(ctx, op, err)
+			return b.wrap(ctx, op, safeToRetry(err))
 		}
 		return nil
 	})
@@ -62,12 +66,12 @@ func (b *Backend) AuthorizationFlowInsertIDToken(ctx context.Context, flowID str
 	}
 	args := []any{backend.HashCode(code), string(tok), b.idArg(id), b.timeArg(liveSince(b.now(), maxValidity))}
 	var redirectURI string
-	err = Retry(ctx, func() error {
+	err = b.retry(ctx, func() error {
 		var found bool
 		var err error
 		if b.dialect == dialect.MySQL {
 			var n int64
-			if n, err = exec(ctx, b.client, b.q.authInsertIDToken, args...); err == nil && n > 0 {
+			if n, err = b.write(ctx, b.q.authInsertIDToken, args...); err == nil && n > 0 {
 				found, err = queryRow(ctx, b.client, b.q.authRedirectURI, []any{b.idArg(id)}, &redirectURI)
 			}
 		} else {
@@ -96,10 +100,10 @@ func (b *Backend) GetAuthorizationFlow(ctx context.Context, code string, maxVali
 	}
 	args := []any{backend.HashCode(code), b.timeArg(liveSince(b.now(), maxValidity))}
 	var r authRow
-	err := Retry(ctx, func() error {
+	err := b.retry(ctx, func() error {
 		found, err := queryRow(ctx, b.client, b.q.getAuth, args, r.dest()...)
 		if err != nil {
-			return b.wrap(ctx, op, err)
+			return b.wrap(ctx, op, safeToRetry(err))
 		}
 		if !found {
 			return fmt.Errorf("authdb: %s: %w", op, backend.ErrNotFound)
@@ -121,10 +125,10 @@ func (b *Backend) UpdateAuthorizationFlowStatus(ctx context.Context, code string
 	if err := backend.CheckFlowStatus(status); err != nil {
 		return fmt.Errorf("authdb: %s: %w", op, err)
 	}
-	return Retry(ctx, func() error {
-		n, err := exec(ctx, b.client, b.q.updateAuthStatus, string(status), backend.HashCode(code))
+	return b.retry(ctx, func() error {
+		n, err := b.write(ctx, b.q.updateAuthStatus, string(status), backend.HashCode(code))
 		if err != nil {
-			return b.wrap(ctx, op, err)
+			return b.wrap(ctx, op, safeToRetry(err)) // idempotent
 		}
 		if n == 0 {
 			return fmt.Errorf("authdb: %s: %w", op, backend.ErrNotFound)
@@ -144,7 +148,7 @@ func (b *Backend) ConsumeAuthorizationFlow(ctx context.Context, code string, max
 	hash := backend.HashCode(code)
 	since := b.timeArg(liveSince(b.now(), maxValidity))
 	var r authRow
-	err := Retry(ctx, func() error {
+	err := b.retry(ctx, func() error {
 		for range MaxAttempts {
 			r = authRow{}
 			err := b.consumeAuthOnce(ctx, hash, since, &r)
@@ -185,7 +189,7 @@ func (b *Backend) consumeAuthOnce(ctx context.Context, hash string, since any, r
 		}
 		found, err = queryRow(ctx, b.client, b.q.getAuth, []any{hash, since}, r.dest()...)
 		if err != nil {
-			return err
+			return safeToRetry(err)
 		}
 		if !found {
 			return fmt.Errorf("authdb: consume authorization flow: %w", backend.ErrNotFound)
@@ -194,7 +198,7 @@ func (b *Backend) consumeAuthOnce(ctx context.Context, hash string, since any, r
 	default: // MySQL
 		found, err := queryRow(ctx, b.client, b.q.getAuth, []any{hash, since}, r.dest()...)
 		if err != nil {
-			return err
+			return safeToRetry(err)
 		}
 		if !found {
 			return fmt.Errorf("authdb: consume authorization flow: %w", backend.ErrNotFound)
@@ -202,7 +206,7 @@ func (b *Backend) consumeAuthOnce(ctx context.Context, hash string, since any, r
 		if err := authFailure(r); !errors.Is(err, errRaced) {
 			return err
 		}
-		n, err := exec(ctx, b.client, b.q.consumeAuth, hash, since)
+		n, err := b.write(ctx, b.q.consumeAuth, hash, since)
 		if err != nil {
 			return err
 		}

@@ -46,10 +46,10 @@ func (b *Backend) cleanup(ctx context.Context, op, table, query string, bound an
 	var total int64
 	for {
 		var n int64
-		err := Retry(ctx, func() error {
+		err := b.retry(ctx, func() error {
 			var err error
-			if n, err = exec(ctx, b.client, query, bound, batch); err != nil {
-				return b.wrap(ctx, op, err)
+			if n, err = b.write(ctx, query, bound, batch); err != nil {
+				return b.wrap(ctx, op, safeToRetry(err)) // deleting again does no harm
 			}
 			return nil
 		})

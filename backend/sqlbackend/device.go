@@ -37,7 +37,7 @@ func (b *Backend) InsertDeviceFlow(ctx context.Context, clientID, scope string) 
 		return "", "", fmt.Errorf("authdb: %s: %w", op, err)
 	}
 	var userCode, deviceCode string
-	err := Retry(ctx, func() error {
+	err := b.retry(ctx, func() error {
 		for range backend.MaxUserCodeAttempts {
 			uc, err := b.opts.UserCodeGenerator()
 			if err != nil {
@@ -47,12 +47,14 @@ func (b *Backend) InsertDeviceFlow(ctx context.Context, clientID, scope string) 
 			if err != nil {
 				return fmt.Errorf("authdb: %s: %w", op, err)
 			}
-			n, err := exec(ctx, b.client, b.q.insertDevice, uc, b.timeArg(b.now()), clientID, scope, backend.HashCode(dc))
+			n, err := b.write(ctx, b.q.insertDevice, uc, b.timeArg(b.now()), clientID, scope, backend.HashCode(dc))
 			if err != nil {
 				if isDuplicate(err) && ctx.Err() == nil {
 					continue // the user code (or, by a miracle, the device code) is taken
 				}
-				return b.wrap(ctx, op, err)
+				// Inserting again after a lost connection at worst leaves an
+				// orphan flow, whose codes nobody has.
+				return b.wrap(ctx, op, safeToRetry(err))
 			}
 			if n == 0 {
 				continue
@@ -80,10 +82,10 @@ func (b *Backend) DeviceFlowValidateUserCode(ctx context.Context, userCode strin
 	}
 	since := b.timeArg(liveSince(b.now(), maxValidity))
 	var scope string
-	err := Retry(ctx, func() error {
+	err := b.retry(ctx, func() error {
 		found, err := queryRow(ctx, b.client, b.q.validateUserCode, []any{code, since}, &scope)
 		if err != nil {
-			return b.wrap(ctx, op, err)
+			return b.wrap(ctx, op, safeToRetry(err))
 		}
 		if !found {
 			return fmt.Errorf("authdb: %s %q: %w", op, code, backend.ErrNotFound)
@@ -109,8 +111,8 @@ func (b *Backend) DeviceFlowInsertIDToken(ctx context.Context, userCode string, 
 		return fmt.Errorf("authdb: %s %q: %w", op, code, backend.ErrNotPending)
 	}
 	since := b.timeArg(liveSince(b.now(), maxValidity))
-	return Retry(ctx, func() error {
-		n, err := exec(ctx, b.client, b.q.deviceInsertIDToken, string(tok), code, since)
+	return b.retry(ctx, func() error {
+		n, err := b.write(ctx, b.q.deviceInsertIDToken, string(tok), code, since)
 		if err != nil {
 			return b.wrap(ctx, op, err)
 		}
@@ -128,10 +130,10 @@ func (b *Backend) GetDeviceFlow(ctx context.Context, deviceCode string) (backend
 		return backend.DeviceFlow{}, err
 	}
 	var r deviceRow
-	err := Retry(ctx, func() error {
+	err := b.retry(ctx, func() error {
 		found, err := queryRow(ctx, b.client, b.q.getDevice, []any{backend.HashCode(deviceCode)}, r.dest()...)
 		if err != nil {
-			return b.wrap(ctx, op, err)
+			return b.wrap(ctx, op, safeToRetry(err))
 		}
 		if !found {
 			return fmt.Errorf("authdb: %s: %w", op, backend.ErrNotFound)
@@ -153,10 +155,10 @@ func (b *Backend) UpdateDeviceFlowStatus(ctx context.Context, deviceCode string,
 	if err := backend.CheckFlowStatus(status); err != nil {
 		return fmt.Errorf("authdb: %s: %w", op, err)
 	}
-	return Retry(ctx, func() error {
-		n, err := exec(ctx, b.client, b.q.updateDeviceStatus, string(status), backend.HashCode(deviceCode))
+	return b.retry(ctx, func() error {
+		n, err := b.write(ctx, b.q.updateDeviceStatus, string(status), backend.HashCode(deviceCode))
 		if err != nil {
-			return b.wrap(ctx, op, err)
+			return b.wrap(ctx, op, safeToRetry(err)) // idempotent
 		}
 		if n == 0 {
 			return fmt.Errorf("authdb: %s: %w", op, backend.ErrNotFound)
@@ -183,7 +185,7 @@ func (b *Backend) ConsumeDeviceFlow(ctx context.Context, deviceCode string, maxV
 	sinceT := liveSince(b.now(), maxValidity)
 	since := b.timeArg(sinceT)
 	var r deviceRow
-	err := Retry(ctx, func() error {
+	err := b.retry(ctx, func() error {
 		for range MaxAttempts {
 			r = deviceRow{}
 			err := b.consumeDeviceOnce(ctx, hash, since, sinceT, &r)
@@ -224,7 +226,7 @@ func (b *Backend) consumeDeviceOnce(ctx context.Context, hash string, since any,
 		}
 		found, err = queryRow(ctx, b.client, b.q.getDevice, []any{hash}, r.dest()...)
 		if err != nil {
-			return err
+			return safeToRetry(err)
 		}
 		if !found {
 			return fmt.Errorf("authdb: consume device flow: %w", backend.ErrNotFound)
@@ -233,7 +235,7 @@ func (b *Backend) consumeDeviceOnce(ctx context.Context, hash string, since any,
 	default: // MySQL
 		found, err := queryRow(ctx, b.client, b.q.getDevice, []any{hash}, r.dest()...)
 		if err != nil {
-			return err
+			return safeToRetry(err)
 		}
 		if !found {
 			return fmt.Errorf("authdb: consume device flow: %w", backend.ErrNotFound)
@@ -241,7 +243,7 @@ func (b *Backend) consumeDeviceOnce(ctx context.Context, hash string, since any,
 		if err := deviceFailure(r, sinceT); !errors.Is(err, errRaced) {
 			return err // not READY and live: nothing to update
 		}
-		n, err := exec(ctx, b.client, b.q.consumeDevice, hash, since)
+		n, err := b.write(ctx, b.q.consumeDevice, hash, since)
 		if err != nil {
 			return err
 		}

@@ -22,8 +22,11 @@
 // URL. Errors name the scheme and host (or the SQLite path), never the
 // password.
 //
-//   - SQLite: _busy_timeout (milliseconds, default 10000) and _synchronous
-//     (OFF, NORMAL, FULL, EXTRA; default NORMAL). Files are opened in WAL mode
+//   - SQLite: _busy_timeout (milliseconds, default 10000: how long an
+//     operation waits in all for the write lock; SQLite's own busy handler,
+//     which no context can interrupt, waits at most 50 ms at a time and the
+//     backend waits out the rest in Go, returning as soon as the context
+//     ends) and _synchronous (OFF, NORMAL, FULL, EXTRA; default NORMAL). Files are opened in WAL mode
 //     with _txlock=immediate (a transaction takes the write lock at BEGIN,
 //     so concurrent writers wait for each other instead of failing with
 //     "database is locked") and foreign keys on (ent's migration wants it).
@@ -84,6 +87,19 @@
 // ... RETURNING (the new token copies the old one's subject and scope),
 // COMMIT; MySQL 8, which has no RETURNING, reads the old token first, then
 // BEGIN, UPDATE, INSERT, COMMIT (its failure paths need only that read).
+//
+// Connections that die (a killed session, a restarted server) are
+// discarded; a call that lost its connection runs again when that cannot do
+// anything twice: reads, idempotent writes (status updates, revocations,
+// clean-up), flow inserts (the lost one, if it happened, is an orphan
+// nobody has the codes of) and transactions that had not sent COMMIT. A
+// write whose outcome the lost connection hides (a COMMIT sent, a single
+// conditional update) returns the error.
+//
+// MySQL's driver does not stop a statement on the server when its context
+// ends; the backend does: it knows each connection's server id and kills
+// the statement of a cancelled autocommit write (KILL QUERY), so that a
+// write refused to the caller is not applied later (killOnCancel).
 //
 // Serialization failures and deadlocks (PostgreSQL 40001/40P01, MySQL
 // 1213/1205, SQLite BUSY/LOCKED) are retried up to MaxAttempts times in all

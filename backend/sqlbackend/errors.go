@@ -3,9 +3,13 @@ package sqlbackend
 import (
 	"context"
 	"crypto/rand"
+	"database/sql/driver"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"syscall"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -78,14 +82,22 @@ func (b *Backend) wrap(ctx context.Context, op string, err error) error {
 	return fmt.Errorf("authdb: %s on %s: %w", op, b.where, err)
 }
 
-// Retry runs fn until it succeeds, returns an error that is not transient
-// (IsTransient), the context is done, or MaxAttempts attempts were made;
+// Retry runs fn until it succeeds, returns an error that is not worth
+// another attempt, the context is done, or MaxAttempts attempts were made;
 // between attempts it waits an exponentially growing, jittered back-off.
-// fn must be safe to run again after a transient failure: a failed statement
-// or transaction left nothing behind. The error returned is fn's last one,
-// or the context's error (wrapped, errors.Is-comparable) when ctx is done.
-func Retry(ctx context.Context, fn func() error) error {
+// Worth another attempt: a transient conflict (IsTransient), or an error
+// fn marked as safe to run again (a connection lost before anything was
+// committed). fn must leave nothing behind when it fails that way. The error
+// returned is fn's last one, or the context's error (wrapped,
+// errors.Is-comparable) when ctx is done.
+func Retry(ctx context.Context, fn func() error) error { return retry(ctx, 0, fn) }
+
+// retry is Retry, except that with busyBudget > 0 a busy SQLite database is
+// waited for (in short jittered sleeps that watch ctx) until busyBudget has
+// passed since the first busy error, however many attempts that takes.
+func retry(ctx context.Context, busyBudget time.Duration, fn func() error) error {
 	wait := retryBase
+	var busySince time.Time
 	for attempt := 1; ; attempt++ {
 		err := fn()
 		if err == nil {
@@ -97,13 +109,24 @@ func Retry(ctx context.Context, fn func() error) error {
 			}
 			return fmt.Errorf("authdb: %w (after: %v)", ctxErr, err)
 		}
-		if attempt >= MaxAttempts || !IsTransient(err) {
-			if attempt > 1 && IsTransient(err) {
-				return fmt.Errorf("%w (gave up after %d attempts)", err, attempt)
+		var d time.Duration
+		if busyBudget > 0 && isBusy(err) {
+			if busySince.IsZero() {
+				busySince = time.Now()
+			} else if time.Since(busySince) >= busyBudget {
+				return fmt.Errorf("%w (database busy for %v)", err, busyBudget)
 			}
-			return err
+			d = busyWait/2 + jitter(busyWait/2)
+		} else {
+			if attempt >= MaxAttempts || !(IsTransient(err) || isRetryable(err)) {
+				if attempt > 1 {
+					return fmt.Errorf("%w (gave up after %d attempts)", err, attempt)
+				}
+				return err
+			}
+			d = wait/2 + jitter(wait/2)
+			wait *= 2
 		}
-		d := wait/2 + jitter(wait/2)
 		t := time.NewTimer(d)
 		select {
 		case <-ctx.Done():
@@ -111,8 +134,65 @@ func Retry(ctx context.Context, fn func() error) error {
 			return fmt.Errorf("authdb: %w (retrying after: %v)", ctx.Err(), err)
 		case <-t.C:
 		}
-		wait *= 2
 	}
+}
+
+// retry runs fn with the backend's policy (Retry, and on SQLite the busy
+// budget).
+func (b *Backend) retry(ctx context.Context, fn func() error) error {
+	return retry(ctx, b.busyBudget, fn)
+}
+
+// busyWait bounds one sleep while SQLite is busy.
+const busyWait = 10 * time.Millisecond
+
+func isBusy(err error) bool {
+	var liteErr sqlite3.Error
+	return errors.As(err, &liteErr) && (liteErr.Code == sqlite3.ErrBusy || liteErr.Code == sqlite3.ErrLocked)
+}
+
+// retryable marks an error after which the operation may run again: its
+// connection died before anything it did was committed.
+type retryable struct{ error }
+
+func (r retryable) Unwrap() error { return r.error }
+
+func isRetryable(err error) bool {
+	var r retryable
+	return errors.As(err, &r)
+}
+
+// safeToRetry marks err retryable when it says the connection was lost.
+// Callers use it only where running the operation again cannot do
+// anything twice: reads, idempotent writes, and transactions that had not
+// sent COMMIT.
+func safeToRetry(err error) error {
+	if err != nil && isConnLost(err) {
+		return retryable{err}
+	}
+	return err
+}
+
+// isConnLost reports whether err says the connection to the server died
+// (a killed session, a restarted server, a reset socket).
+func isConnLost(err error) bool {
+	if errors.Is(err, driver.ErrBadConn) || errors.Is(err, mysql.ErrInvalidConn) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNREFUSED) {
+		return true
+	}
+	var pqErr *pq.Error
+	if errors.As(err, &pqErr) {
+		// connection_exception, admin_shutdown, crash_shutdown, cannot_connect_now
+		return pqErr.Code.Class() == "08" || pqErr.Code == "57P01" || pqErr.Code == "57P02" || pqErr.Code == "57P03"
+	}
+	var myErr *mysql.MySQLError
+	if errors.As(err, &myErr) {
+		// ER_SERVER_SHUTDOWN, ER_CONNECTION_KILLED (MariaDB)
+		return myErr.Number == 1053 || myErr.Number == 1927
+	}
+	var opErr *net.OpError
+	return errors.As(err, &opErr)
 }
 
 // jitter returns a uniformly drawn duration in [0, max] (crypto/rand: the

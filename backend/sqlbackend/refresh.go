@@ -21,8 +21,8 @@ func (b *Backend) InsertRefreshToken(ctx context.Context, jti uuid.UUID, sub, sc
 	if err := backend.CheckRefreshToken(jti, sub, scope); err != nil {
 		return fmt.Errorf("authdb: %s: %w", op, err)
 	}
-	return Retry(ctx, func() error {
-		if _, err := exec(ctx, b.client, b.q.insertToken, b.idArg(jti), scope, sub); err != nil {
+	return b.retry(ctx, func() error {
+		if _, err := b.write(ctx, b.q.insertToken, b.idArg(jti), scope, sub); err != nil {
 			return b.wrap(ctx, fmt.Sprintf("%s %s", op, jti), err)
 		}
 		return nil
@@ -36,10 +36,10 @@ func (b *Backend) GetRefreshToken(ctx context.Context, jti uuid.UUID) (backend.R
 		return backend.RefreshToken{}, err
 	}
 	var r tokenRow
-	err := Retry(ctx, func() error {
+	err := b.retry(ctx, func() error {
 		found, err := queryRow(ctx, b.client, b.q.getToken, []any{b.idArg(jti)}, r.dest()...)
 		if err != nil {
-			return b.wrap(ctx, op, err)
+			return b.wrap(ctx, op, safeToRetry(err))
 		}
 		if !found {
 			return fmt.Errorf("authdb: %s %s: %w", op, jti, backend.ErrNotFound)
@@ -70,11 +70,11 @@ func (b *Backend) GetUserRefreshTokens(ctx context.Context, sub string) ([]backe
 		query, args = b.q.listTokens, b.subArgs(sub)
 	}
 	var out []backend.RefreshToken
-	err := Retry(ctx, func() error {
+	err := b.retry(ctx, func() error {
 		out = out[:0]
 		rows, err := b.client.QueryContext(ctx, query, args...)
 		if err != nil {
-			return b.wrap(ctx, op, err)
+			return b.wrap(ctx, op, safeToRetry(err))
 		}
 		defer rows.Close()
 		var r tokenRow
@@ -86,7 +86,7 @@ func (b *Backend) GetUserRefreshTokens(ctx context.Context, sub string) ([]backe
 			out = append(out, r.t)
 		}
 		if err := rows.Err(); err != nil {
-			return b.wrap(ctx, op, err)
+			return b.wrap(ctx, op, safeToRetry(err))
 		}
 		return nil
 	})
@@ -103,10 +103,10 @@ func (b *Backend) RevokeRefreshToken(ctx context.Context, jti uuid.UUID) error {
 	if err := start(ctx, op); err != nil {
 		return err
 	}
-	return Retry(ctx, func() error {
-		n, err := exec(ctx, b.client, b.q.revokeToken, b.idArg(jti))
+	return b.retry(ctx, func() error {
+		n, err := b.write(ctx, b.q.revokeToken, b.idArg(jti))
 		if err != nil {
-			return b.wrap(ctx, op, err)
+			return b.wrap(ctx, op, safeToRetry(err)) // idempotent
 		}
 		if n == 0 {
 			return fmt.Errorf("authdb: %s %s: %w", op, jti, backend.ErrNotFound)
@@ -126,9 +126,9 @@ func (b *Backend) RevokeUserRefreshTokens(ctx context.Context, sub string) (int6
 		return 0, fmt.Errorf("authdb: %s: %w", op, err)
 	}
 	var n int64
-	err := Retry(ctx, func() error {
+	err := b.retry(ctx, func() error {
 		var err error
-		if n, err = exec(ctx, b.client, b.q.revokeUser, b.subArgs(sub)...); err != nil {
+		if n, err = b.write(ctx, b.q.revokeUser, b.subArgs(sub)...); err != nil {
 			return b.wrap(ctx, op, err)
 		}
 		return nil
@@ -157,7 +157,7 @@ func (b *Backend) RotateRefreshToken(ctx context.Context, oldJTI, newJTI uuid.UU
 		return backend.RefreshToken{}, fmt.Errorf("authdb: %s: %w", op, err)
 	}
 	out := backend.RefreshToken{JTI: oldJTI, Status: backend.TokenRevoked}
-	err := Retry(ctx, func() error {
+	err := b.retry(ctx, func() error {
 		for range MaxAttempts {
 			err := b.rotateOnce(ctx, op, oldJTI, newJTI, &out)
 			if !errors.Is(err, errRaced) {
@@ -190,7 +190,7 @@ func (b *Backend) rotateOnce(ctx context.Context, op string, oldJTI, newJTI uuid
 	case dialect.SQLite:
 		tx, err := b.client.Tx(ctx) // BEGIN IMMEDIATE (_txlock=immediate)
 		if err != nil {
-			return err
+			return safeToRetry(err)
 		}
 		found, err := queryRow(ctx, tx, b.q.rotate, []any{oldArg}, &out.Scope, &out.Sub)
 		if err == nil && found {
@@ -203,7 +203,7 @@ func (b *Backend) rotateOnce(ctx context.Context, op string, oldJTI, newJTI uuid
 			return rbErr
 		}
 		if err != nil {
-			return dupAsExists(op, newJTI, err)
+			return safeToRetry(dupAsExists(op, newJTI, err)) // not committed
 		}
 		return b.rotateRefused(ctx, op, oldArg)
 	default: // MySQL
@@ -213,14 +213,14 @@ func (b *Backend) rotateOnce(ctx context.Context, op string, oldJTI, newJTI uuid
 		var status string
 		found, err := queryRow(ctx, b.client, b.q.getTokenForRot, []any{oldArg}, &status, &out.Scope, &out.Sub)
 		if err != nil {
-			return err
+			return safeToRetry(err)
 		}
 		if !found || status == string(backend.TokenRevoked) {
 			return b.refuse(ctx, op, found, out.Sub)
 		}
 		tx, err := b.client.Tx(ctx)
 		if err != nil {
-			return err
+			return safeToRetry(err)
 		}
 		n, err := exec(ctx, tx, b.q.rotate, oldArg)
 		if err == nil && n == 1 {
@@ -233,7 +233,7 @@ func (b *Backend) rotateOnce(ctx context.Context, op string, oldJTI, newJTI uuid
 			return rbErr
 		}
 		if err != nil {
-			return dupAsExists(op, newJTI, err)
+			return safeToRetry(dupAsExists(op, newJTI, err)) // not committed
 		}
 		return errRaced // revoked since the SELECT: read again
 	}
@@ -245,7 +245,7 @@ func (b *Backend) rotateOnce(ctx context.Context, op string, oldJTI, newJTI uuid
 func (b *Backend) rotateMariaDB(ctx context.Context, op, oldArg, newArg string, newJTI uuid.UUID, out *backend.RefreshToken) error {
 	tx, err := b.client.Tx(ctx)
 	if err != nil {
-		return err
+		return safeToRetry(err)
 	}
 	n, err := exec(ctx, tx, b.q.rotate, oldArg)
 	if err == nil && n == 1 {
@@ -262,7 +262,7 @@ func (b *Backend) rotateMariaDB(ctx context.Context, op, oldArg, newArg string, 
 		return rbErr
 	}
 	if err != nil {
-		return dupAsExists(op, newJTI, err)
+		return safeToRetry(dupAsExists(op, newJTI, err)) // not committed
 	}
 	return b.rotateRefused(ctx, op, oldArg)
 }
@@ -273,7 +273,7 @@ func (b *Backend) rotateRefused(ctx context.Context, op, oldArg string) error {
 	var status, scope, sub string
 	found, err := queryRow(ctx, b.client, b.q.getTokenForRot, []any{oldArg}, &status, &scope, &sub)
 	if err != nil {
-		return err
+		return safeToRetry(err)
 	}
 	if found && status != string(backend.TokenRevoked) {
 		return errRaced // inserted after the update's snapshot
@@ -288,9 +288,9 @@ func (b *Backend) refuse(ctx context.Context, op string, found bool, sub string)
 	if !found {
 		return fmt.Errorf("authdb: %s: %w", op, backend.ErrNotFound)
 	}
-	n, err := exec(ctx, b.client, b.q.revokeUser, b.subArgs(sub)...)
+	n, err := b.write(ctx, b.q.revokeUser, b.subArgs(sub)...)
 	if err != nil {
-		return err
+		return safeToRetry(err) // revoking again does no harm
 	}
 	return fmt.Errorf("authdb: %s: replayed, %d tokens of the subject revoked: %w", op, n, backend.ErrTokenReused)
 }

@@ -45,7 +45,13 @@ type Backend struct {
 	where   string // scheme and host, for errors
 	opts    backend.Options
 	mariaDB bool // MySQL dialect on MariaDB (INSERT ... RETURNING)
-	q       *queries
+	// killable: the pool's MySQL connections know their server ids, so a
+	// cancelled write can be killed (killOnCancel).
+	killable bool
+	// busyBudget is how long SQLite operations wait, in all, for the write
+	// lock (the URL's _busy_timeout).
+	busyBudget time.Duration
+	q          *queries
 }
 
 var (
@@ -72,7 +78,7 @@ func Open(ctx context.Context, rawURL string, opts ...backend.Option) (*Backend,
 		return nil, fmt.Errorf("authdb: open %s: %w", cfg.where, err)
 	}
 	configurePool(db, cfg, o)
-	return newBackend(ctx, db, cfg.dialect, cfg.where, o)
+	return newBackend(ctx, db, cfg.dialect, cfg.where, o, cfg.dialect == dialect.MySQL, cfg.busy)
 }
 
 // DSN returns the database/sql driver name ("sqlite3", "postgres" or
@@ -106,10 +112,16 @@ func OpenDB(ctx context.Context, db *sql.DB, dialectName string, opts ...backend
 	default:
 		return nil, fmt.Errorf("authdb: open: %w: dialect %q is not sqlite3, postgres or mysql", backend.ErrInvalidInput, dialectName)
 	}
-	return newBackend(ctx, db, dialectName, dialectName, backend.NewOptions(opts...))
+	busy := time.Duration(0)
+	if dialectName == dialect.SQLite {
+		busy = DefaultSQLiteBusyTimeout * time.Millisecond
+	}
+	return newBackend(ctx, db, dialectName, dialectName, backend.NewOptions(opts...), false, busy)
 }
 
-func newBackend(ctx context.Context, db *sql.DB, d, where string, o backend.Options) (*Backend, error) {
+// newBackend pings db, makes the backend and migrates. killable: db's
+// connections know their MySQL ids (idConnector).
+func newBackend(ctx context.Context, db *sql.DB, d, where string, o backend.Options, killable bool, busy time.Duration) (*Backend, error) {
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
 		if ctx.Err() != nil {
@@ -127,13 +139,15 @@ func newBackend(ctx context.Context, db *sql.DB, d, where string, o backend.Opti
 		mariaDB = strings.Contains(strings.ToLower(version), "mariadb")
 	}
 	b := &Backend{
-		client:  ent.NewClient(ent.Driver(entsql.OpenDB(d, db))),
-		db:      db,
-		dialect: d,
-		where:   where,
-		opts:    o,
-		mariaDB: mariaDB,
-		q:       buildQueries(d, mariaDB),
+		client:     ent.NewClient(ent.Driver(entsql.OpenDB(d, db))),
+		db:         db,
+		dialect:    d,
+		where:      where,
+		opts:       o,
+		mariaDB:    mariaDB,
+		killable:   killable,
+		busyBudget: busy,
+		q:          buildQueries(d, mariaDB),
 	}
 	if o.Migrate {
 		if err := b.Migrate(ctx); err != nil {
@@ -151,7 +165,7 @@ func openDB(cfg *config) (*sql.DB, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: url: %v", backend.ErrInvalidInput, err)
 		}
-		return sql.OpenDB(c), nil
+		return sql.OpenDB(idConnector{c}), nil
 	case dialect.Postgres:
 		c, err := pq.NewConnector(cfg.dsn)
 		if err != nil {

@@ -20,9 +20,11 @@ const (
 	// WithMaxIdleConns nor max_idle_conns sets one (database/sql's own
 	// default of 2 makes a busy server open and close a connection per call).
 	DefaultMaxIdleConns = 16
-	// DefaultSQLiteBusyTimeout is how long a SQLite connection waits for
-	// the write lock before failing with SQLITE_BUSY (_busy_timeout, ms).
+	// DefaultSQLiteBusyTimeout is how long, in all, a SQLite operation waits
+	// for the write lock before failing with SQLITE_BUSY (_busy_timeout, ms).
 	DefaultSQLiteBusyTimeout = 10000
+	// sqliteBusySlice is the longest SQLite's busy handler waits in one go.
+	sqliteBusySlice = 50 * time.Millisecond
 	// DefaultMySQLDialTimeout bounds connecting to a MySQL server unless the
 	// URL's timeout says otherwise.
 	DefaultMySQLDialTimeout = 10 * time.Second
@@ -57,6 +59,9 @@ type config struct {
 	// memory: sqlite://:memory:, one connection so that the pool shares one
 	// database.
 	memory bool
+	// busy: SQLite's _busy_timeout, the time an operation waits in all for
+	// the write lock.
+	busy time.Duration
 	// Pool settings from the URL; nil when the URL does not set them.
 	maxOpen, maxIdle *int
 	maxLifetime      *time.Duration
@@ -140,8 +145,13 @@ func parseSQLite(rawURL string) (*config, error) {
 			}
 		}
 	}
+	ms, _ := strconv.Atoi(busy)
+	cfg.busy = time.Duration(ms) * time.Millisecond
 	params := url.Values{}
-	params.Set("_busy_timeout", busy)
+	// SQLite's own busy handler cannot be interrupted: it waits at most
+	// sqliteBusySlice, and the backend waits for the rest of the budget in
+	// Go, watching the context (retry).
+	params.Set("_busy_timeout", strconv.Itoa(min(ms, int(sqliteBusySlice/time.Millisecond))))
 	params.Set("_txlock", "immediate") // writers take the lock at BEGIN: no deadlock on upgrade
 	params.Set("_foreign_keys", "1")   // ent's migration insists on it; the schema has no FK
 	if path == ":memory:" {

@@ -16,7 +16,7 @@ import (
 const secret = "s3cretPW"
 
 func TestParseURL(t *testing.T) {
-	sqliteParams := "_busy_timeout=10000&_foreign_keys=1&_journal_mode=WAL&_synchronous=NORMAL&_txlock=immediate"
+	sqliteParams := "_busy_timeout=50&_foreign_keys=1&_journal_mode=WAL&_synchronous=NORMAL&_txlock=immediate"
 	for _, tc := range []struct {
 		url     string
 		dialect string
@@ -26,16 +26,21 @@ func TestParseURL(t *testing.T) {
 	}{
 		{url: "sqlite:///var/lib/authdb.db", dialect: dialect.SQLite, dsn: "file:/var/lib/authdb.db?" + sqliteParams, where: "sqlite:///var/lib/authdb.db"},
 		{url: "sqlite://data/authdb.db", dialect: dialect.SQLite, dsn: "file:data/authdb.db?" + sqliteParams},
+		{url: "sqlite:///x.db?_busy_timeout=20", dialect: dialect.SQLite,
+			dsn: "file:/x.db?_busy_timeout=20&_foreign_keys=1&_journal_mode=WAL&_synchronous=NORMAL&_txlock=immediate"},
 		{url: "sqlite:///tmp/a%20b%3Fc.db", dialect: dialect.SQLite, dsn: "file:/tmp/a%20b%3Fc.db?" + sqliteParams},
-		{url: "sqlite://:memory:", dialect: dialect.SQLite, dsn: ":memory:?_busy_timeout=10000&_foreign_keys=1&_txlock=immediate",
+		{url: "sqlite://:memory:", dialect: dialect.SQLite, dsn: ":memory:?_busy_timeout=50&_foreign_keys=1&_txlock=immediate",
 			check: func(t *testing.T, c *config) {
-				if !c.memory {
-					t.Error("memory not set")
+				if !c.memory || c.busy != 10*time.Second {
+					t.Errorf("memory = %v, busy = %v", c.memory, c.busy)
 				}
 			}},
 		{url: "sqlite:///x.db?_busy_timeout=500&_synchronous=full&max_open_conns=4&conn_max_lifetime=1m", dialect: dialect.SQLite,
-			dsn: "file:/x.db?_busy_timeout=500&_foreign_keys=1&_journal_mode=WAL&_synchronous=FULL&_txlock=immediate",
+			dsn: "file:/x.db?_busy_timeout=50&_foreign_keys=1&_journal_mode=WAL&_synchronous=FULL&_txlock=immediate",
 			check: func(t *testing.T, c *config) {
+				if c.busy != 500*time.Millisecond {
+					t.Errorf("busy = %v", c.busy)
+				}
 				if c.maxOpen == nil || *c.maxOpen != 4 || c.maxLifetime == nil || *c.maxLifetime != time.Minute || c.maxIdle != nil {
 					t.Errorf("pool = %v %v %v", c.maxOpen, c.maxIdle, c.maxLifetime)
 				}
