@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/authdb/authdb"
 	"github.com/authdb/authdb/backend"
 )
 
@@ -154,5 +155,41 @@ func waitNoSessions(t *testing.T, k *killer) {
 			t.Fatalf("%d sessions of the test database still there 10s after the kill", n)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestOpenConcurrently opens backends of every engine from many goroutines
+// at once, as a service with several stores (or parallel tests) does: each
+// open migrates its own database, and under -race any state the opens
+// share without a lock fails the test.
+func TestOpenConcurrently(t *testing.T) {
+	t.Parallel()
+	var envs []*env
+	for range 2 {
+		for _, engine := range allEngines {
+			envs = append(envs, newEnv(t, engine))
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, len(envs))
+	for _, e := range envs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b, err := authdb.Open(t.Context(), e.url)
+			if err != nil {
+				errs <- fmt.Errorf("%s: %w", e.engine, err)
+				return
+			}
+			defer b.Close()
+			if err := b.InsertRefreshToken(t.Context(), e.newJTI(), "concurrent", "s"); err != nil {
+				errs <- fmt.Errorf("%s: %w", e.engine, err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }
