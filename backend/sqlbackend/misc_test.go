@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -215,5 +216,54 @@ func TestOpenViaRegistry(t *testing.T) {
 		if !found {
 			t.Errorf("scheme %s not registered", s)
 		}
+	}
+}
+
+// TestCancelledWriteNotApplied: a write waiting for a row lock returns the
+// context's error promptly when its deadline passes, and is not applied
+// once the lock is released (on MySQL the backend kills the statement on
+// the server, from a connection outside the pool: here the pool has one).
+func TestCancelledWriteNotApplied(t *testing.T) {
+	for _, e := range engines[1:] {
+		t.Run(e.name, func(t *testing.T) {
+			u := newURL(t, e)
+			sep := "?"
+			if strings.Contains(u, "?") {
+				sep = "&"
+			}
+			b := open(t, u+sep+"max_open_conns=1")
+			ctx := context.Background()
+			jti := conformance.UUIDv7At(time.Now())
+			if err := b.InsertRefreshToken(ctx, jti, "u", "s"); err != nil {
+				t.Fatal(err)
+			}
+			db := rawDB(t, e, u)
+			tx, err := db.BeginTx(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tx.Rollback()
+			if _, err := tx.Exec(sqlText(e, `UPDATE "RefreshTokens" SET "Scope"='locked' WHERE "JTI"=?`), storedID(e, jti)); err != nil {
+				t.Fatal(err)
+			}
+			dctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+			defer cancel()
+			start := time.Now()
+			err = b.RevokeRefreshToken(dctx, jti)
+			if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 2*time.Second {
+				t.Errorf("RevokeRefreshToken = %v after %v, want DeadlineExceeded within 2s", err, time.Since(start))
+			}
+			if err := tx.Commit(); err != nil {
+				t.Fatal(err)
+			}
+			// An orphaned statement would now run; give it the time to.
+			for range 20 {
+				tok, err := b.GetRefreshToken(ctx, jti)
+				if err != nil || tok.Status != backend.TokenCreated || tok.Scope != "locked" {
+					t.Fatalf("token = %+v, %v; want CREATED with the locker's scope", tok, err)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		})
 	}
 }

@@ -8,8 +8,6 @@ import (
 	"io"
 	"strconv"
 	"time"
-
-	"entgo.io/ent/dialect"
 )
 
 // MySQL's client, unlike PostgreSQL's, does not cancel a statement on the
@@ -127,7 +125,7 @@ func (c *idConn) CheckNamedValue(nv *driver.NamedValue) error {
 // is then discarded. Elsewhere it runs fn on the ent client (PostgreSQL's
 // driver cancels on the server itself; SQLite runs in the process).
 func (b *Backend) killOnCancel(ctx context.Context, fn func(q querier) error) error {
-	if b.dialect != dialect.MySQL || !b.killable || ctx.Done() == nil {
+	if b.killer == nil || ctx.Done() == nil {
 		return fn(b.client)
 	}
 	conn, err := b.db.Conn(ctx)
@@ -174,12 +172,25 @@ func (b *Backend) write(ctx context.Context, query string, args ...any) (n int64
 	return n, err
 }
 
-// killQuery ends the statement that server session id runs, from another
-// connection of the pool.
+// killQuery ends the statement that server session id runs, from a
+// connection of its own (not the pool's, which may have no free one).
 func (b *Backend) killQuery(id uint64) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if _, err := b.db.ExecContext(ctx, "KILL QUERY "+strconv.FormatUint(id, 10)); err != nil {
+	err := func() error {
+		dc, err := b.killer.Connect(ctx)
+		if err != nil {
+			return err
+		}
+		defer dc.Close()
+		ex, ok := dc.(driver.ExecerContext)
+		if !ok {
+			return errors.New("driver connection cannot execute")
+		}
+		_, err = ex.ExecContext(ctx, "KILL QUERY "+strconv.FormatUint(id, 10), nil)
+		return err
+	}()
+	if err != nil {
 		b.opts.Logger.Warn("authdb: could not stop a cancelled MySQL statement", "session", id, "error", err)
 	}
 }

@@ -45,9 +45,10 @@ type Backend struct {
 	where   string // scheme and host, for errors
 	opts    backend.Options
 	mariaDB bool // MySQL dialect on MariaDB (INSERT ... RETURNING)
-	// killable: the pool's MySQL connections know their server ids, so a
-	// cancelled write can be killed (killOnCancel).
-	killable bool
+	// killer, on MySQL opened by Open, connects outside the pool to kill a
+	// cancelled write; the pool's connections know their server ids
+	// (killOnCancel).
+	killer driver.Connector
 	// busyBudget is how long SQLite operations wait, in all, for the write
 	// lock (the URL's _busy_timeout).
 	busyBudget time.Duration
@@ -73,12 +74,12 @@ func Open(ctx context.Context, rawURL string, opts ...backend.Option) (*Backend,
 		return nil, err
 	}
 	o := backend.NewOptions(opts...)
-	db, err := openDB(cfg)
+	db, killer, err := openDB(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("authdb: open %s: %w", cfg.where, err)
 	}
 	configurePool(db, cfg, o)
-	return newBackend(ctx, db, cfg.dialect, cfg.where, o, cfg.dialect == dialect.MySQL, cfg.busy)
+	return newBackend(ctx, db, cfg.dialect, cfg.where, o, killer, cfg.busy)
 }
 
 // DSN returns the database/sql driver name ("sqlite3", "postgres" or
@@ -116,12 +117,11 @@ func OpenDB(ctx context.Context, db *sql.DB, dialectName string, opts ...backend
 	if dialectName == dialect.SQLite {
 		busy = DefaultSQLiteBusyTimeout * time.Millisecond
 	}
-	return newBackend(ctx, db, dialectName, dialectName, backend.NewOptions(opts...), false, busy)
+	return newBackend(ctx, db, dialectName, dialectName, backend.NewOptions(opts...), nil, busy)
 }
 
-// newBackend pings db, makes the backend and migrates. killable: db's
-// connections know their MySQL ids (idConnector).
-func newBackend(ctx context.Context, db *sql.DB, d, where string, o backend.Options, killable bool, busy time.Duration) (*Backend, error) {
+// newBackend pings db, makes the backend and migrates. killer: see Backend.
+func newBackend(ctx context.Context, db *sql.DB, d, where string, o backend.Options, killer driver.Connector, busy time.Duration) (*Backend, error) {
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
 		if ctx.Err() != nil {
@@ -145,7 +145,7 @@ func newBackend(ctx context.Context, db *sql.DB, d, where string, o backend.Opti
 		where:      where,
 		opts:       o,
 		mariaDB:    mariaDB,
-		killable:   killable,
+		killer:     killer,
 		busyBudget: busy,
 		q:          buildQueries(d, mariaDB),
 	}
@@ -158,23 +158,26 @@ func newBackend(ctx context.Context, db *sql.DB, d, where string, o backend.Opti
 	return b, nil
 }
 
-func openDB(cfg *config) (*sql.DB, error) {
+// openDB opens the pool; on MySQL it also returns the plain connector the
+// backend kills cancelled statements with.
+func openDB(cfg *config) (*sql.DB, driver.Connector, error) {
 	switch cfg.dialect {
 	case dialect.MySQL:
 		c, err := mysql.NewConnector(cfg.mysql)
 		if err != nil {
-			return nil, fmt.Errorf("%w: url: %v", backend.ErrInvalidInput, err)
+			return nil, nil, fmt.Errorf("%w: url: %v", backend.ErrInvalidInput, err)
 		}
-		return sql.OpenDB(idConnector{c}), nil
+		return sql.OpenDB(idConnector{c}), c, nil
 	case dialect.Postgres:
 		c, err := pq.NewConnector(cfg.dsn)
 		if err != nil {
 			// lib/pq's parse errors name a setting, never the password.
-			return nil, fmt.Errorf("%w: url: %v", backend.ErrInvalidInput, err)
+			return nil, nil, fmt.Errorf("%w: url: %v", backend.ErrInvalidInput, err)
 		}
-		return sql.OpenDB(c), nil
+		return sql.OpenDB(c), nil, nil
 	}
-	return sql.Open("sqlite3", cfg.dsn)
+	db, err := sql.Open("sqlite3", cfg.dsn)
+	return db, nil, err
 }
 
 // configurePool applies the pool settings: the URL's parameters win over the
