@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 
 	"ariga.io/atlas/sql/postgres"
 	atlas "ariga.io/atlas/sql/schema"
@@ -36,6 +37,11 @@ func (b *Backend) Migrate(ctx context.Context) error {
 		}
 		created = !exists
 	}
+	// ent's migration prepares the generated tables (ent/migrate.Tables,
+	// package state) in place on every run: runs from several backends of
+	// one process must not overlap.
+	migrateMu.Lock()
+	defer migrateMu.Unlock()
 	err := b.client.Schema.Create(ctx,
 		migrate.WithForeignKeys(false),
 		entschema.WithDiffHook(additiveOnly(b.dialect, b.opts.Logger)),
@@ -53,6 +59,8 @@ func (b *Backend) Migrate(ctx context.Context) error {
 	}
 	return nil
 }
+
+var migrateMu sync.Mutex
 
 // tableExists reports whether the current MySQL database has the table.
 func (b *Backend) tableExists(ctx context.Context, table string) (bool, error) {

@@ -267,3 +267,30 @@ func TestCancelledWriteNotApplied(t *testing.T) {
 		})
 	}
 }
+
+// TestOpenConcurrently: backends opened (and so migrated) at once from
+// several goroutines share no unguarded state (run with -race).
+func TestOpenConcurrently(t *testing.T) {
+	dir := t.TempDir()
+	var wg sync.WaitGroup
+	errs := make(chan error, 6)
+	for i := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b, err := sqlbackend.Open(context.Background(), fmt.Sprintf("sqlite://%s/db%d.db", dir, i%3))
+			if err == nil {
+				err = b.InsertRefreshToken(context.Background(), uuid.Must(uuid.NewV7()), "u", "s")
+				b.Close()
+			}
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+}
