@@ -6,6 +6,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -86,7 +87,9 @@ func Open(ctx context.Context, rawURL string, opts ...backend.Option) (*Backend,
 // "mysql") and data source name that Open uses for rawURL, for callers that
 // open the pool themselves (a driver wrapper that counts statements, for
 // instance) and hand it to OpenDB. The DSN contains the password. The
-// URL's pool parameters are not part of it.
+// URL's pool parameters are not part of it. For SQLite, its busy timeout is
+// the whole _busy_timeout: SQLite waits for the write lock itself, which no
+// context interrupts (Open's pools wait in short slices and in Go).
 func DSN(rawURL string) (driverName, dsn string, err error) {
 	cfg, err := parseURL(rawURL)
 	if err != nil {
@@ -98,7 +101,11 @@ func DSN(rawURL string) (driverName, dsn string, err error) {
 	case dialect.Postgres:
 		return "postgres", cfg.dsn, nil
 	}
-	return "sqlite3", cfg.dsn, nil
+	// A pool opened from this DSN is not driven by Open's retry loop, which
+	// waits out a busy database in Go: SQLite itself waits the whole
+	// _busy_timeout.
+	full := strconv.Itoa(int(cfg.busy / time.Millisecond))
+	return "sqlite3", strings.Replace(cfg.dsn, "_busy_timeout="+strconv.Itoa(cfg.sliceMS), "_busy_timeout="+full, 1), nil
 }
 
 // OpenDB makes a backend on a pool the caller opened, with the dialect's

@@ -61,7 +61,8 @@ type config struct {
 	memory bool
 	// busy: SQLite's _busy_timeout, the time an operation waits in all for
 	// the write lock.
-	busy time.Duration
+	busy    time.Duration
+	sliceMS int // the _busy_timeout of the DSN: min(busy, sqliteBusySlice)
 	// Pool settings from the URL; nil when the URL does not set them.
 	maxOpen, maxIdle *int
 	maxLifetime      *time.Duration
@@ -151,7 +152,8 @@ func parseSQLite(rawURL string) (*config, error) {
 	// SQLite's own busy handler cannot be interrupted: it waits at most
 	// sqliteBusySlice, and the backend waits for the rest of the budget in
 	// Go, watching the context (retry).
-	params.Set("_busy_timeout", strconv.Itoa(min(ms, int(sqliteBusySlice/time.Millisecond))))
+	cfg.sliceMS = min(ms, int(sqliteBusySlice/time.Millisecond))
+	params.Set("_busy_timeout", strconv.Itoa(cfg.sliceMS))
 	params.Set("_txlock", "immediate") // writers take the lock at BEGIN: no deadlock on upgrade
 	params.Set("_foreign_keys", "1")   // ent's migration insists on it; the schema has no FK
 	if path == ":memory:" {

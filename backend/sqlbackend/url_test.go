@@ -222,3 +222,17 @@ func FuzzParseURL(f *testing.F) {
 		}
 	})
 }
+
+func TestDSN(t *testing.T) {
+	for _, tc := range []struct{ url, driver, dsn string }{
+		{"sqlite:///x.db", "sqlite3", "file:/x.db?_busy_timeout=10000&_foreign_keys=1&_journal_mode=WAL&_synchronous=NORMAL&_txlock=immediate"},
+		{"sqlite:///x.db?_busy_timeout=20", "sqlite3", "file:/x.db?_busy_timeout=20&_foreign_keys=1&_journal_mode=WAL&_synchronous=NORMAL&_txlock=immediate"},
+		{"postgres://u@h/db?max_open_conns=2", "postgres", "postgres://u@h/db?binary_parameters=yes"},
+		{"mysql://u:pw@h:3306/db", "mysql", "u:pw@tcp(h:3306)/db?clientFoundRows=true&collation=utf8mb4_general_ci&interpolateParams=true&parseTime=true&timeout=10s"},
+	} {
+		driver, dsn, err := DSN(tc.url)
+		if err != nil || driver != tc.driver || dsn != tc.dsn {
+			t.Errorf("DSN(%s) = %q, %q, %v\nwant %q, %q", tc.url, driver, dsn, err, tc.driver, tc.dsn)
+		}
+	}
+}
