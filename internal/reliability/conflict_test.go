@@ -9,7 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
 	"github.com/google/uuid"
+	"github.com/lib/pq"
 
 	"github.com/authdb/authdb/backend"
 )
@@ -24,85 +26,131 @@ import (
 // PostgreSQL its deadlock_timeout is longer, so the backend's session runs
 // the deadlock check first and aborts itself; on MariaDB it has written
 // more rows, and InnoDB rolls back the lighter transaction). The server's
-// own deadlock counter proves that a deadlock happened.
+// own deadlock counter proves that a deadlock happened, and a control run
+// of the same scenario with a plain database/sql client, which does not
+// retry, shows the error the backend hid.
 func TestDeadlockIsRetried(t *testing.T) {
 	for _, engine := range servers {
 		t.Run(engine, func(t *testing.T) {
 			t.Parallel()
-			e := newEnv(t, engine)
-			b := e.open(t)
-			k := newKiller(t, e) // a watcher on the server's default database
-			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-			defer cancel()
-
-			sub := "deadlock-" + engine
-			a, bb := orderedJTIs(e)
-			for _, jti := range []uuid.UUID{a, bb} {
-				if err := b.InsertRefreshToken(ctx, jti, sub, "openid"); err != nil {
-					t.Fatal(err)
+			t.Run("control: plain client", func(t *testing.T) {
+				e := newEnv(t, engine)
+				b := e.open(t)
+				_, err := provokeDeadlock(t, e, b, func(ctx context.Context, sub string) (int64, error) {
+					if strings.ContainsAny(sub, `'\`) {
+						t.Fatalf("subject %q cannot be inlined", sub)
+					}
+					// The subject inline (it is a plain constant): one text
+					// statement, as the backend sends.
+					res, err := e.raw.ExecContext(ctx, e.q(`UPDATE "RefreshTokens" SET "Status"='REVOKED' WHERE "Status"='CREATED' AND "Sub"='`+sub+`'`))
+					if err != nil {
+						return 0, err
+					}
+					return res.RowsAffected()
+				})
+				if !isDeadlock(err) {
+					t.Fatalf("the plain client's UPDATE: %v, want the server's deadlock error", err)
 				}
-			}
-			if engine == "mysql" {
-				if _, err := e.raw.ExecContext(ctx, "CREATE TABLE ballast (id INT PRIMARY KEY)"); err != nil {
-					t.Fatal(err)
+				t.Logf("%s: without a retry the caller sees: %v", engine, err)
+			})
+			t.Run("backend", func(t *testing.T) {
+				e := newEnv(t, engine)
+				b := e.open(t)
+				n, err := provokeDeadlock(t, e, b, b.RevokeUserRefreshTokens)
+				if err != nil {
+					t.Fatalf("RevokeUserRefreshTokens after a deadlock: %v (the retry should have hidden it)", err)
 				}
-			}
-			before := deadlocks(t, e, k)
-
-			admin, err := e.raw.Conn(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer admin.Close()
-			adminTx, err := admin.BeginTx(ctx, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer adminTx.Rollback()
-			if engine == "postgres" {
-				mustExec(t, adminTx, "SET LOCAL deadlock_timeout = '20s'")
-			} else {
-				var vals []string
-				for i := range 500 {
-					vals = append(vals, fmt.Sprintf("(%d)", i))
+				if n != 2 {
+					t.Errorf("RevokeUserRefreshTokens = %d, want 2", n)
 				}
-				mustExec(t, adminTx, "INSERT INTO ballast (id) VALUES "+strings.Join(vals, ","))
-			}
-			mustExec(t, adminTx, e.q(`UPDATE "RefreshTokens" SET "Scope"='admin' WHERE "JTI"=?`), jtiArg(e, bb))
-
-			type result struct {
-				n   int64
-				err error
-			}
-			done := make(chan result, 1)
-			go func() {
-				n, err := b.RevokeUserRefreshTokens(ctx, sub)
-				done <- result{n, err}
-			}()
-			waitForLockWait(t, e, k)
-			// Now the backend holds A and waits for B: asking for A closes the cycle.
-			mustExec(t, adminTx, e.q(`UPDATE "RefreshTokens" SET "Scope"='admin' WHERE "JTI"=?`), jtiArg(e, a))
-			if err := adminTx.Commit(); err != nil {
-				t.Fatalf("admin commit: %v", err)
-			}
-			r := <-done
-			if r.err != nil {
-				t.Fatalf("RevokeUserRefreshTokens after a deadlock: %v (the retry should have hidden it)", r.err)
-			}
-			if r.n != 2 {
-				t.Errorf("RevokeUserRefreshTokens = %d, want 2", r.n)
-			}
-			for _, jti := range []uuid.UUID{a, bb} {
-				tok, err := b.GetRefreshToken(ctx, jti)
-				if err != nil || tok.Status != backend.TokenRevoked || tok.Scope != "admin" {
-					t.Errorf("token %s = %+v, %v; want REVOKED with the admin's scope", jti, tok, err)
-				}
-			}
-			b.Close() // PostgreSQL sessions report their statistics when they end
-			after := waitDeadlocks(t, e, k, before)
-			t.Logf("%s: server deadlock counter %d -> %d; the backend's call succeeded", engine, before, after)
+			})
 		})
 	}
+}
+
+// provokeDeadlock stores two tokens of one subject, then runs revoke (the
+// victim) against an admin transaction that closes a lock cycle with it,
+// and returns revoke's result once the admin committed. It checks that the
+// server counted a deadlock.
+func provokeDeadlock(t *testing.T, e *env, b backend.Backend, revoke func(ctx context.Context, sub string) (int64, error)) (int64, error) {
+	t.Helper()
+	k := newKiller(t, e) // a watcher on the server's default database
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+
+	sub := "deadlock-" + e.engine
+	a, bb := orderedJTIs(e)
+	for _, jti := range []uuid.UUID{a, bb} {
+		if err := b.InsertRefreshToken(ctx, jti, sub, "openid"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if e.engine == "mysql" {
+		mustExec(t, e.raw, "CREATE TABLE ballast (id INT PRIMARY KEY)")
+	}
+	before := deadlocks(t, e, k)
+
+	admin, err := e.raw.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	adminTx, err := admin.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer adminTx.Rollback()
+	if e.engine == "postgres" {
+		mustExec(t, adminTx, "SET LOCAL deadlock_timeout = '20s'")
+	} else {
+		var vals []string
+		for i := range 500 {
+			vals = append(vals, fmt.Sprintf("(%d)", i))
+		}
+		mustExec(t, adminTx, "INSERT INTO ballast (id) VALUES "+strings.Join(vals, ","))
+	}
+	mustExec(t, adminTx, e.q(`UPDATE "RefreshTokens" SET "Scope"='admin' WHERE "JTI"=?`), jtiArg(e, bb))
+
+	type result struct {
+		n   int64
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		n, err := revoke(ctx, sub)
+		done <- result{n, err}
+	}()
+	waitForLockWait(t, e, k)
+	// Now the victim holds A and waits for B: asking for A closes the cycle.
+	mustExec(t, adminTx, e.q(`UPDATE "RefreshTokens" SET "Scope"='admin' WHERE "JTI"=?`), jtiArg(e, a))
+	if err := adminTx.Commit(); err != nil {
+		t.Fatalf("admin commit: %v", err)
+	}
+	r := <-done
+	if r.err == nil {
+		for _, jti := range []uuid.UUID{a, bb} {
+			tok, err := b.GetRefreshToken(ctx, jti)
+			if err != nil || tok.Status != backend.TokenRevoked || tok.Scope != "admin" {
+				t.Errorf("token %s = %+v, %v; want REVOKED with the admin's scope", jti, tok, err)
+			}
+		}
+	}
+	b.Close()                // PostgreSQL sessions report their statistics when they end
+	e.raw.SetMaxIdleConns(0) // the plain client's session too
+	after := waitDeadlocks(t, e, k, before)
+	t.Logf("%s: server deadlock counter %d -> %d", e.engine, before, after)
+	return r.n, r.err
+}
+
+// isDeadlock reports whether err is the server's deadlock error
+// (PostgreSQL 40P01, MySQL 1213).
+func isDeadlock(err error) bool {
+	var pqErr *pq.Error
+	if errors.As(err, &pqErr) {
+		return pqErr.Code == "40P01"
+	}
+	var myErr *mysql.MySQLError
+	return errors.As(err, &myErr) && myErr.Number == 1213
 }
 
 // orderedJTIs returns two JTIs with a < b (index order on every engine).
