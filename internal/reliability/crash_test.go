@@ -106,13 +106,9 @@ func TestKillSessionsDuringRotations(t *testing.T) {
 			// A last round, and its sessions gone (termination is
 			// asynchronous): from now on every call must work, the pool
 			// discarding the dead connections.
-			n, err := k.kill(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			st.killRounds.Add(1)
+			rounds, n := killUntilNone(t, k)
+			st.killRounds.Add(int64(rounds))
 			st.sessionsKilled.Add(int64(n))
-			waitNoSessions(t, k)
 
 			all, err := b.GetUserRefreshTokens(ctx, "")
 			if err != nil {
@@ -239,4 +235,155 @@ func countJTIs(chains [][]uuid.UUID) int {
 		n += len(c)
 	}
 	return n
+}
+
+// TestKillSessionsDuringConsume redeems device and authorization codes from
+// two goroutines per code while the test database's sessions are killed in
+// a loop: however the calls fail, no code is redeemed twice, and every flow
+// ends READY (no call took effect, and redeeming it now works once) or
+// DONE.
+func TestKillSessionsDuringConsume(t *testing.T) {
+	const flows = 200 // of each kind
+	for _, engine := range servers {
+		t.Run(engine, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, engine)
+			b := e.open(t, backend.WithMaxOpenConns(16), backend.WithMaxIdleConns(16))
+			k := newKiller(t, e)
+			ctx := t.Context()
+			type flow struct {
+				device bool
+				code   string
+				wins   atomic.Int64
+			}
+			var all []*flow
+			for range flows {
+				uc, dc, err := b.InsertDeviceFlow(ctx, "c", "s")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := b.DeviceFlowInsertIDToken(ctx, uc, map[string]any{"sub": "x"}, validity); err != nil {
+					t.Fatal(err)
+				}
+				all = append(all, &flow{device: true, code: dc})
+				id, err := b.InsertAuthorizationFlow(ctx, "c", "s", "cc", "S256", "https://x")
+				if err != nil {
+					t.Fatal(err)
+				}
+				code, _, err := b.AuthorizationFlowInsertIDToken(ctx, id, map[string]any{"sub": "x"}, validity)
+				if err != nil {
+					t.Fatal(err)
+				}
+				all = append(all, &flow{code: code})
+			}
+			consume := func(f *flow) error {
+				if f.device {
+					_, err := b.ConsumeDeviceFlow(ctx, f.code, validity)
+					return err
+				}
+				_, err := b.ConsumeAuthorizationFlow(ctx, f.code, validity)
+				return err
+			}
+			var calls, failed, kills, rounds atomic.Int64
+			stop := make(chan struct{})
+			killerDone := make(chan struct{})
+			go func() {
+				defer close(killerDone)
+				for {
+					select {
+					case <-stop:
+						return
+					case <-time.After(2 * time.Millisecond):
+					}
+					n, err := k.kill(ctx)
+					if err != nil && ctx.Err() == nil {
+						t.Errorf("kill sessions: %v", err)
+						return
+					}
+					rounds.Add(1)
+					kills.Add(int64(n))
+				}
+			}()
+			// Workers take the codes in order, each code twice (by two
+			// different workers), while the killer runs.
+			const workers = 8
+			var wg sync.WaitGroup
+			for w := range workers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := w; i < 2*len(all); i += workers {
+						f := all[i%len(all)]
+						calls.Add(1)
+						err := consume(f)
+						switch {
+						case err == nil:
+							f.wins.Add(1)
+						case errors.Is(err, backend.ErrAlreadyUsed):
+						default:
+							failed.Add(1)
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			close(stop)
+			<-killerDone
+			r, n := killUntilNone(t, k)
+			rounds.Add(int64(r))
+			kills.Add(int64(n))
+
+			redeemedLate, doneUnseen := 0, 0
+			for i, f := range all {
+				if w := f.wins.Load(); w > 1 {
+					t.Errorf("flow %d redeemed %d times", i, w)
+				}
+				err := consume(f)
+				switch {
+				case err == nil:
+					redeemedLate++
+					if f.wins.Load() != 0 {
+						t.Errorf("flow %d: redeemed again after a successful redemption", i)
+					}
+				case errors.Is(err, backend.ErrAlreadyUsed):
+					if f.wins.Load() == 0 {
+						doneUnseen++ // a failed call had redeemed it
+					}
+				default:
+					t.Errorf("flow %d: redeeming after the kills: %v", i, err)
+				}
+			}
+			t.Logf("%s: %d redemptions of %d codes, %d failed while %d kill rounds ended %d sessions; "+
+				"no code redeemed twice; %d codes redeemed by a call that reported a failure, "+
+				"%d untouched by the failed calls and redeemed afterwards",
+				engine, calls.Load(), len(all), failed.Load(), rounds.Load(), kills.Load(), doneUnseen, redeemedLate)
+		})
+	}
+}
+
+// killUntilNone kills the test database's sessions until none is left (a
+// pool may still be opening connections asked for before the last kill),
+// and returns the rounds and the sessions killed.
+func killUntilNone(t *testing.T, k *killer) (rounds, killed int) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		n, err := k.kill(t.Context())
+		if err != nil {
+			t.Fatalf("kill sessions: %v", err)
+		}
+		rounds++
+		killed += n
+		for range 50 {
+			time.Sleep(10 * time.Millisecond)
+			if left, err := k.sessions(t.Context()); err != nil {
+				t.Fatal(err)
+			} else if left == 0 {
+				return rounds, killed
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("sessions of the test database keep coming back after 20s of kills")
+		}
+	}
 }
