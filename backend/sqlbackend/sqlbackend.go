@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -237,10 +236,12 @@ func (b *Backend) Client() *ent.Client { return b.client }
 // tried on another, as database/sql does for statements but not for pings:
 // at most once per idle connection, plus twice.
 func (b *Backend) Ping(ctx context.Context) error {
-	var err error
-	for range b.db.Stats().Idle + 2 {
-		if err = b.db.PingContext(ctx); !errors.Is(err, driver.ErrBadConn) {
-			break
+	err := b.db.PingContext(ctx)
+	if err != nil && isConnLost(err) {
+		// Each failed ping discards one dead connection: try at most once
+		// per idle connection, and once more on a new one.
+		for n := b.db.Stats().Idle + 1; n > 0 && err != nil && ctx.Err() == nil && isConnLost(err); n-- {
+			err = b.db.PingContext(ctx)
 		}
 	}
 	if err != nil {
