@@ -99,7 +99,9 @@
 // MySQL's driver does not stop a statement on the server when its context
 // ends; the backend does: it knows each connection's server id and kills
 // the statement of a cancelled autocommit write (KILL QUERY), so that a
-// write refused to the caller is not applied later (killOnCancel).
+// write refused to the caller is not applied later (killOnCancel). Each new
+// MySQL connection of Open's pool asks for its id once (SELECT
+// CONNECTION_ID()); a pool handed to OpenDB has no ids and no such kill.
 //
 // Serialization failures and deadlocks (PostgreSQL 40001/40P01, MySQL
 // 1213/1205, SQLite BUSY/LOCKED) are retried up to MaxAttempts times in all
