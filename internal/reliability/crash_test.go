@@ -97,7 +97,7 @@ func TestKillSessionsDuringRotations(t *testing.T) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					chains[i] = rotateUnderFire(t, e, b, subs[i], heads[i], &st)
+					chains[i] = rotateUnderFire(t, e, b, k, subs[i], heads[i], &st)
 				}()
 			}
 			wg.Wait()
@@ -172,7 +172,7 @@ func TestKillSessionsDuringRotations(t *testing.T) {
 // and returns every JTI the chain held live, in order. After a failed call
 // it reads the subject's live tokens (retrying while sessions die) and
 // requires exactly one: the old token or the new one.
-func rotateUnderFire(t *testing.T, e *env, b backend.Backend, sub string, head uuid.UUID, st *crashStats) []uuid.UUID {
+func rotateUnderFire(t *testing.T, e *env, b backend.Backend, k *killer, sub string, head uuid.UUID, st *crashStats) []uuid.UUID {
 	ctx := t.Context()
 	cur := head
 	chain := []uuid.UUID{cur}
@@ -190,6 +190,11 @@ func rotateUnderFire(t *testing.T, e *env, b backend.Backend, sub string, head u
 		st.record(err)
 		if errors.Is(err, backend.ErrTokenReused) || errors.Is(err, backend.ErrNotFound) {
 			t.Errorf("%s: rotating the live token %s: %v", sub, cur, err)
+			return nil
+		}
+		// The killed session may still be committing: read once it is gone.
+		if err := k.settle(ctx); err != nil {
+			t.Errorf("%s: %v", sub, err)
 			return nil
 		}
 		live, err := liveTokens(ctx, b, sub)

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -149,6 +150,9 @@ func (e *env) count(t *testing.T, table string) int {
 type killer struct {
 	engine, dbName string
 	db             *sql.DB
+
+	mu     sync.Mutex
+	killed map[int64]bool // sessions killed and not yet seen gone (settle)
 }
 
 func newKiller(t *testing.T, e *env) *killer {
@@ -157,50 +161,105 @@ func newKiller(t *testing.T, e *env) *killer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	db.SetMaxOpenConns(1)
+	db.SetMaxOpenConns(2)
 	t.Cleanup(func() { db.Close() })
-	return &killer{engine: e.engine, dbName: e.dbName, db: db}
+	return &killer{engine: e.engine, dbName: e.dbName, db: db, killed: map[int64]bool{}}
 }
 
 // kill ends every session connected to the test database and returns how
 // many it ended.
 func (k *killer) kill(ctx context.Context) (int, error) {
-	if k.engine == "postgres" {
-		var n int
-		err := k.db.QueryRowContext(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-			WHERE datname = $1 AND pid <> pg_backend_pid()`, k.dbName).Scan(&n)
-		return n, err
+	query := `SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`
+	if k.engine == "mysql" {
+		query = `SELECT ID FROM information_schema.PROCESSLIST WHERE DB = ? AND ID <> CONNECTION_ID()`
 	}
-	rows, err := k.db.QueryContext(ctx, `SELECT ID FROM information_schema.PROCESSLIST WHERE DB = ? AND ID <> CONNECTION_ID()`, k.dbName)
+	ids, err := k.ids(ctx, query, k.dbName)
 	if err != nil {
-		return 0, err
-	}
-	var ids []int64
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			rows.Close()
-			return 0, err
-		}
-		ids = append(ids, id)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
 		return 0, err
 	}
 	n := 0
 	for _, id := range ids {
-		_, err := k.db.ExecContext(ctx, fmt.Sprintf("KILL CONNECTION %d", id))
-		var me *mysql.MySQLError
-		if errors.As(err, &me) && me.Number == 1094 { // unknown thread: it ended on its own
-			continue
+		var err error
+		if k.engine == "postgres" {
+			var ok bool
+			err = k.db.QueryRowContext(ctx, `SELECT pg_terminate_backend($1)`, id).Scan(&ok)
+			if err == nil && !ok { // it ended on its own
+				continue
+			}
+		} else {
+			_, err = k.db.ExecContext(ctx, fmt.Sprintf("KILL CONNECTION %d", id))
+			var me *mysql.MySQLError
+			if errors.As(err, &me) && me.Number == 1094 { // unknown thread: it ended on its own
+				continue
+			}
 		}
 		if err != nil {
 			return n, err
 		}
+		k.mu.Lock()
+		k.killed[id] = true
+		k.mu.Unlock()
 		n++
 	}
 	return n, nil
+}
+
+func (k *killer) ids(ctx context.Context, query string, args ...any) ([]int64, error) {
+	rows, err := k.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
+// settle waits until every session killed so far has ended on the server.
+// A killed session may still be finishing a COMMIT after its client got an
+// error; once it is gone, what it did is what the database holds.
+func (k *killer) settle(ctx context.Context) error {
+	k.mu.Lock()
+	want := make(map[int64]bool, len(k.killed))
+	for id := range k.killed {
+		want[id] = true
+	}
+	k.mu.Unlock()
+	query := `SELECT pid FROM pg_stat_activity WHERE datname = $1`
+	if k.engine == "mysql" {
+		query = `SELECT ID FROM information_schema.PROCESSLIST WHERE DB = ?`
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ids, err := k.ids(ctx, query, k.dbName)
+		if err != nil {
+			return err
+		}
+		left := 0
+		for _, id := range ids {
+			if want[id] {
+				left++
+			}
+		}
+		if left == 0 {
+			k.mu.Lock()
+			for id := range want {
+				delete(k.killed, id)
+			}
+			k.mu.Unlock()
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d killed sessions still there after 30s", left)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
 }
 
 // sessions returns how many sessions are connected to the test database.
