@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"syscall"
 	"time"
@@ -90,12 +91,14 @@ func (b *Backend) wrap(ctx context.Context, op string, err error) error {
 // committed). fn must leave nothing behind when it fails that way. The error
 // returned is fn's last one, or the context's error (wrapped,
 // errors.Is-comparable) when ctx is done.
-func Retry(ctx context.Context, fn func() error) error { return retry(ctx, 0, fn) }
+func Retry(ctx context.Context, fn func() error) error { return retry(ctx, 0, nil, fn) }
 
 // retry is Retry, except that with busyBudget > 0 a busy SQLite database is
 // waited for (in short jittered sleeps that watch ctx) until busyBudget has
 // passed since the first busy error, however many attempts that takes.
-func retry(ctx context.Context, busyBudget time.Duration, fn func() error) error {
+// Each retry of a transient or lost-connection error is logged at Debug on
+// logger (when not nil), with the attempt, the wait and the error.
+func retry(ctx context.Context, busyBudget time.Duration, logger *slog.Logger, fn func() error) error {
 	wait := retryBase
 	var busySince time.Time
 	for attempt := 1; ; attempt++ {
@@ -126,6 +129,9 @@ func retry(ctx context.Context, busyBudget time.Duration, fn func() error) error
 			}
 			d = wait/2 + jitter(wait/2)
 			wait *= 2
+			if logger != nil {
+				logger.Debug("authdb: retrying after a transient error", "attempt", attempt, "wait", d, "error", err)
+			}
 		}
 		t := time.NewTimer(d)
 		select {
@@ -138,9 +144,9 @@ func retry(ctx context.Context, busyBudget time.Duration, fn func() error) error
 }
 
 // retry runs fn with the backend's policy (Retry, and on SQLite the busy
-// budget).
+// budget), logging retries on the backend's logger.
 func (b *Backend) retry(ctx context.Context, fn func() error) error {
-	return retry(ctx, b.busyBudget, fn)
+	return retry(ctx, b.busyBudget, b.opts.Logger, fn)
 }
 
 // busyWait bounds one sleep while SQLite is busy.

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"time"
@@ -74,6 +75,9 @@ func Open(ctx context.Context, rawURL string, opts ...backend.Option) (*Backend,
 		return nil, err
 	}
 	o := backend.NewOptions(opts...)
+	if cfg.mysql != nil {
+		cfg.mysql.Logger = driverLogger{o.Logger}
+	}
 	db, killer, err := openDB(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("authdb: open %s: %w", cfg.where, err)
@@ -281,3 +285,10 @@ func (b *Backend) MaintainRefreshTokenPartitions(ctx context.Context, retentionM
 
 // now is the backend's clock in UTC whole seconds.
 func (b *Backend) now() time.Time { return b.opts.Now() }
+
+// driverLogger sends go-sql-driver/mysql's messages (such as "closing bad
+// idle connection: EOF" after a server restart) to the backend's logger, at
+// Warn, instead of the driver's default: the process's standard error.
+type driverLogger struct{ l *slog.Logger }
+
+func (d driverLogger) Print(v ...any) { d.l.Warn("authdb: mysql driver: " + fmt.Sprint(v...)) }

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -55,13 +56,26 @@ func TestDeadlockIsRetried(t *testing.T) {
 			})
 			t.Run("backend", func(t *testing.T) {
 				e := newEnv(t, engine)
-				b := e.open(t)
+				var logs syncBuffer
+				b := e.open(t, backend.WithLogger(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
 				n, err := provokeDeadlock(t, e, b, b.RevokeUserRefreshTokens)
 				if err != nil {
 					t.Fatalf("RevokeUserRefreshTokens after a deadlock: %v (the retry should have hidden it)", err)
 				}
 				if n != 2 {
 					t.Errorf("RevokeUserRefreshTokens = %d, want 2", n)
+				}
+				// The backend's own account: it retried after the deadlock.
+				var retried []string
+				for _, line := range strings.Split(logs.String(), "\n") {
+					if strings.Contains(line, "retrying") && (strings.Contains(line, "40P01") || strings.Contains(line, "1213")) {
+						retried = append(retried, line)
+					}
+				}
+				if len(retried) != 1 {
+					t.Errorf("want one logged retry after the deadlock, got %d; log:\n%s", len(retried), logs.String())
+				} else {
+					t.Logf("%s", retried[0])
 				}
 			})
 		})
