@@ -98,7 +98,7 @@
 //
 // MySQL's driver does not stop a statement on the server when its context
 // ends; the backend does: it knows each connection's server id and kills
-// the statement of a cancelled autocommit write (KILL QUERY), so that a
+// the session of a cancelled autocommit write (KILL CONNECTION), so that a
 // write refused to the caller is not applied later (killOnCancel). Each new
 // MySQL connection of Open's pool asks for its id once (SELECT
 // CONNECTION_ID()); a pool handed to OpenDB has no ids and no such kill.

@@ -8,6 +8,8 @@ import (
 	"io"
 	"strconv"
 	"time"
+
+	"github.com/go-sql-driver/mysql"
 )
 
 // MySQL's client, unlike PostgreSQL's, does not cancel a statement on the
@@ -16,8 +18,12 @@ import (
 // that was waiting for a row lock is applied after the caller was told
 // "context canceled". The backend therefore knows each connection's server
 // id (idConnector asks for it once per connection) and, when the context of
-// an autocommit write ends while the write runs, kills the statement with
-// KILL QUERY from another connection (killOnCancel).
+// an autocommit write ends while the write runs, kills its session with
+// KILL CONNECTION from another connection (killOnCancel). Not KILL QUERY:
+// when the context ends just as the statement is sent, KILL QUERY can
+// reach the server before the statement starts, and MariaDB forgets it when
+// the statement begins; KILL CONNECTION ends the session whatever it is
+// doing next, and the driver has closed that connection anyway.
 
 // idConnector wraps a driver.Connector: each new connection learns its
 // CONNECTION_ID().
@@ -120,7 +126,7 @@ func (c *idConn) CheckNamedValue(nv *driver.NamedValue) error {
 
 // killOnCancel runs an autocommit write. On MySQL, when ctx can end and the
 // pool knows its connections' ids, it runs fn on one connection and, if ctx
-// ends while fn runs, kills fn's statement on the server (KILL QUERY), so
+// ends while fn runs, kills fn's session on the server (KILL CONNECTION), so
 // that a write refused to the caller is not applied later; that connection
 // is then discarded. Elsewhere it runs fn on the ent client (PostgreSQL's
 // driver cancels on the server itself; SQLite runs in the process).
@@ -172,7 +178,7 @@ func (b *Backend) write(ctx context.Context, query string, args ...any) (n int64
 	return n, err
 }
 
-// killQuery ends the statement that server session id runs, from a
+// killQuery ends server session id and the statement it runs, from a
 // connection of its own (not the pool's, which may have no free one).
 func (b *Backend) killQuery(id uint64) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -187,7 +193,11 @@ func (b *Backend) killQuery(id uint64) {
 		if !ok {
 			return errors.New("driver connection cannot execute")
 		}
-		_, err = ex.ExecContext(ctx, "KILL QUERY "+strconv.FormatUint(id, 10), nil)
+		_, err = ex.ExecContext(ctx, "KILL CONNECTION "+strconv.FormatUint(id, 10), nil)
+		var myErr *mysql.MySQLError
+		if errors.As(err, &myErr) && myErr.Number == 1094 {
+			return nil // unknown thread: the session had already ended
+		}
 		return err
 	}()
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"log/slog"
 	"runtime"
 	"testing"
 	"time"
@@ -84,7 +85,13 @@ func TestDeadlineWhileBlocked(t *testing.T) {
 			for _, how := range []string{"deadline", "cancel"} {
 				t.Run(how, func(t *testing.T) {
 					e := newEnv(t, engine)
-					b := e.open(t)
+					var logs syncBuffer
+					b := e.open(t, backend.WithLogger(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
+					defer func() {
+						if t.Failed() {
+							t.Logf("backend log:\n%s", logs.String())
+						}
+					}()
 					jti := e.newJTI()
 					if err := b.InsertRefreshToken(t.Context(), jti, "blocked", "s"); err != nil {
 						t.Fatal(err)
