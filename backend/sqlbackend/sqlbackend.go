@@ -132,7 +132,18 @@ func OpenDB(ctx context.Context, db *sql.DB, dialectName string, opts ...backend
 
 // newBackend pings db, makes the backend and migrates. killer: see Backend.
 func newBackend(ctx context.Context, db *sql.DB, d, where string, o backend.Options, killer driver.Connector, busy time.Duration) (*Backend, error) {
-	if err := db.PingContext(ctx); err != nil {
+	// On SQLite, a connection's first use sets the journal mode, which
+	// waits for the write lock like any write: another process (or backend)
+	// migrating or writing the same file makes it busy. The ping and the
+	// migration wait for it within the busy budget, as every call does (and
+	// only there: elsewhere a failed migration is not run again).
+	sqliteBusy := func(fn func() error) error {
+		if d != dialect.SQLite {
+			return fn()
+		}
+		return retry(ctx, busy, o.Logger, fn)
+	}
+	if err := sqliteBusy(func() error { return db.PingContext(ctx) }); err != nil {
 		db.Close()
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("authdb: open %s: %w", where, ctx.Err())
@@ -160,7 +171,7 @@ func newBackend(ctx context.Context, db *sql.DB, d, where string, o backend.Opti
 		q:          buildQueries(d, mariaDB),
 	}
 	if o.Migrate {
-		if err := b.Migrate(ctx); err != nil {
+		if err := sqliteBusy(func() error { return b.Migrate(ctx) }); err != nil {
 			db.Close()
 			return nil, err
 		}

@@ -170,6 +170,12 @@ func TestOpenConcurrently(t *testing.T) {
 			envs = append(envs, newEnv(t, engine))
 		}
 	}
+	// And one SQLite file opened by six backends at once: the first
+	// migrates while the others connect and wait for its lock.
+	shared := newEnv(t, "sqlite")
+	for range 6 {
+		envs = append(envs, shared)
+	}
 	var wg sync.WaitGroup
 	errs := make(chan error, len(envs))
 	for _, e := range envs {
