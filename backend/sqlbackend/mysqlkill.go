@@ -198,9 +198,63 @@ func (b *Backend) killQuery(id uint64) {
 		if errors.As(err, &myErr) && myErr.Number == 1094 {
 			return nil // unknown thread: the session had already ended
 		}
-		return err
+		if err != nil {
+			return err
+		}
+		return waitSessionGone(ctx, dc, id)
 	}()
 	if err != nil {
 		b.opts.Logger.Warn("authdb: could not stop a cancelled MySQL statement", "session", id, "error", err)
 	}
+}
+
+// killWait bounds how long killQuery waits for a killed session to leave
+// the server.
+const killWait = 300 * time.Millisecond
+
+// waitSessionGone polls the process list until session id has ended, for at
+// most killWait. KILL only flags the session: a statement woken from a lock
+// wait by it could otherwise still be applied if the lock is released before
+// the session notices the flag. Once the session is gone, its statement can
+// no longer be applied.
+func waitSessionGone(ctx context.Context, dc driver.Conn, id uint64) error {
+	q, ok := dc.(driver.QueryerContext)
+	if !ok {
+		return nil
+	}
+	deadline := time.Now().Add(killWait)
+	for {
+		rows, err := q.QueryContext(ctx, "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = ?",
+			[]driver.NamedValue{{Ordinal: 1, Value: int64(id)}})
+		if err != nil {
+			return err
+		}
+		v := make([]driver.Value, 1)
+		err = rows.Next(v)
+		rows.Close()
+		if err != nil {
+			return fmt.Errorf("read the process list: %w", err)
+		}
+		if n, err := countValue(v[0]); err != nil {
+			return err
+		} else if n == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("session %d still on the server %v after KILL", id, killWait)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// countValue reads a COUNT(*) as the driver returns it (int64 on the binary
+// protocol, text on some servers' text protocol).
+func countValue(v driver.Value) (int64, error) {
+	switch x := v.(type) {
+	case int64:
+		return x, nil
+	case []byte:
+		return strconv.ParseInt(string(x), 10, 64)
+	}
+	return 0, fmt.Errorf("authdb: COUNT(*) is a %T", v)
 }
