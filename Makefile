@@ -27,14 +27,14 @@ generate:
 ## bench: every Backend operation on memory, SQLite, PostgreSQL and MariaDB,
 ## authdb beside a hand-written database/sql baseline, interleaved, printed as
 ## one table (internal/bench; local servers as in the test set-up). Options:
-## AUTHDB_BENCH_1M=1 adds listing with 1,000,000 tokens; BENCH_FLAGS, e.g.
+## listing with 1,000,000 tokens included (-1m=false leaves it out); BENCH_FLAGS, e.g.
 ## BENCH_FLAGS='-engines sqlite -ops Rotate -budget 2s -mode prepared'.
 ## The testing.B form: go test -run '^$$' -bench SQL ./internal/bench
 bench:
 	cd internal/bench && \
 	AUTHDB_TEST_POSTGRES_URL="$${AUTHDB_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test?sslmode=disable}" \
 	AUTHDB_TEST_MYSQL_URL="$${AUTHDB_TEST_MYSQL_URL:-mysql://root@127.0.0.1:3306/test}" AUTHDB_TEST_REQUIRE_DBS=1 \
-	$(GO) test -count=1 -timeout 60m -run '^TestBenchTable$$' -table $(BENCH_FLAGS)
+	$(GO) test -count=1 -timeout 60m -run '^TestBenchTable$$' -table -1m $(BENCH_FLAGS)
 
 ## bench-partition: fill one month with 1,000,000 refresh tokens on MariaDB/MySQL
 ## (AUTHDB_TEST_MYSQL_URL, default the local server; AUTHDB_PURGE_TOKENS sets the

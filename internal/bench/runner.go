@@ -22,6 +22,13 @@ type Config struct {
 	MaxRounds int
 }
 
+// PerCallMin is the shortest call the runner times one by one.
+const PerCallMin = 5 * time.Microsecond
+
+// MaxBatch bounds the calls of one batch (the setup of most operations
+// writes rows per call).
+const MaxBatch = 20000
+
 // DefaultConfig measures about 0.8 s per implementation and operation.
 var DefaultConfig = Config{BatchTarget: 80 * time.Millisecond, Budget: 800 * time.Millisecond, MinRounds: 5, MaxRounds: 40}
 
@@ -96,7 +103,7 @@ func counted(im *Impl) int64 {
 // baseline's call i, the order alternating with i and with the round), each
 // call timed on its own; batch operations (concurrent ones, clean-up) run
 // one implementation's whole batch after the other's, set up just before.
-func round(ctx context.Context, e *Env, op Op, impls []*Impl, n, r int) ([]implRound, error) {
+func round(ctx context.Context, e *Env, op Op, impls []*Impl, n, r int, perCall bool) ([]implRound, error) {
 	out := make([]implRound, len(impls))
 	preps := make([]*Prepared, len(impls))
 	order := make([]int, len(impls))
@@ -117,7 +124,7 @@ func round(ctx context.Context, e *Env, op Op, impls []*Impl, n, r int) ([]implR
 	if err := setup(order[0]); err != nil {
 		return nil, err
 	}
-	if preps[order[0]].Call == nil { // batch operation
+	if preps[order[0]].Call == nil || !perCall || len(impls) == 1 { // batch operation, or nothing to interleave
 		for idx, k := range order {
 			if idx > 0 {
 				if err := setup(k); err != nil {
@@ -196,7 +203,7 @@ func Run(ctx context.Context, e *Env, op Op, cfg Config) (Result, error) {
 	}
 	impls := e.Impls()
 	// Warm up and estimate the cost of a call.
-	warm, err := round(ctx, e, op, impls, 10, 0)
+	warm, err := round(ctx, e, op, impls, 10, 0, true)
 	if err != nil {
 		return Result{}, err
 	}
@@ -209,12 +216,15 @@ func Run(ctx context.Context, e *Env, op Op, cfg Config) (Result, error) {
 	}
 	est = max(est, 100*time.Nanosecond)
 	target, maxRounds := cfg.BatchTarget, cfg.MaxRounds
-	if len(warm[0].times) == 1 && warm[0].calls > 1 {
+	// Calls shorter than PerCallMin are timed by the batch: reading the
+	// clock around each would weigh on them.
+	perCall := est >= PerCallMin
+	if !perCall || len(impls) == 1 || (len(warm[0].times) == 1 && warm[0].calls > 1) {
 		// A batch operation: its ratio is a median over rounds, so make
 		// more, shorter rounds.
 		target, maxRounds = target/4, maxRounds*2
 	}
-	n := max(int(target/est), Parallelism)
+	n := min(max(int(target/est), Parallelism), MaxBatch)
 	if op.MaxBatch > 0 {
 		n = min(n, op.MaxBatch)
 	}
@@ -226,7 +236,7 @@ func Run(ctx context.Context, e *Env, op Op, cfg Config) (Result, error) {
 	var roundRatios []float64
 	batchOp := false
 	for r := range rounds {
-		rs, err := round(ctx, e, op, impls, n, r+1)
+		rs, err := round(ctx, e, op, impls, n, r+1, perCall)
 		if err != nil {
 			return Result{}, err
 		}
