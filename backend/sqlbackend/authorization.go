@@ -72,10 +72,10 @@ func (b *Backend) AuthorizationFlowInsertIDToken(ctx context.Context, flowID str
 		if b.dialect == dialect.MySQL {
 			var n int64
 			if n, err = b.write(ctx, b.q.authInsertIDToken, args...); err == nil && n > 0 {
-				found, err = queryRow(ctx, b.client, b.q.authRedirectURI, []any{b.idArg(id)}, &redirectURI)
+				found, err = queryRow(ctx, b.pool, b.q.authRedirectURI, []any{b.idArg(id)}, &redirectURI)
 			}
 		} else {
-			found, err = queryRow(ctx, b.client, b.q.authInsertIDToken, args, &redirectURI)
+			found, err = queryRow(ctx, b.pool, b.q.authInsertIDToken, args, &redirectURI)
 		}
 		if err != nil {
 			return b.wrap(ctx, op, err)
@@ -101,7 +101,7 @@ func (b *Backend) GetAuthorizationFlow(ctx context.Context, code string, maxVali
 	args := []any{backend.HashCode(code), b.timeArg(liveSince(b.now(), maxValidity))}
 	var r authRow
 	err := b.retry(ctx, func() error {
-		found, err := queryRow(ctx, b.client, b.q.getAuth, args, r.dest()...)
+		found, err := queryRow(ctx, b.pool, b.q.getAuth, args, r.dest()...)
 		if err != nil {
 			return b.wrap(ctx, op, safeToRetry(err))
 		}
@@ -171,7 +171,7 @@ func (b *Backend) consumeAuthOnce(ctx context.Context, hash string, since any, r
 	switch b.dialect {
 	case dialect.Postgres:
 		var done bool
-		found, err := queryRow(ctx, b.client, b.q.consumeAuth, []any{hash, since, hash, since}, append([]any{&done}, r.dest()...)...)
+		found, err := queryRow(ctx, b.pool, b.q.consumeAuth, []any{hash, since, hash, since}, append([]any{&done}, r.dest()...)...)
 		if err != nil {
 			return err
 		}
@@ -183,11 +183,11 @@ func (b *Backend) consumeAuthOnce(ctx context.Context, hash string, since any, r
 		}
 		return authFailure(r)
 	case dialect.SQLite:
-		found, err := queryRow(ctx, b.client, b.q.consumeAuth, []any{hash, since}, r.dest()...)
+		found, err := queryRow(ctx, b.pool, b.q.consumeAuth, []any{hash, since}, r.dest()...)
 		if err != nil || found {
 			return err
 		}
-		found, err = queryRow(ctx, b.client, b.q.getAuth, []any{hash, since}, r.dest()...)
+		found, err = queryRow(ctx, b.pool, b.q.getAuth, []any{hash, since}, r.dest()...)
 		if err != nil {
 			return safeToRetry(err)
 		}
@@ -196,7 +196,7 @@ func (b *Backend) consumeAuthOnce(ctx context.Context, hash string, since any, r
 		}
 		return authFailure(r)
 	default: // MySQL
-		found, err := queryRow(ctx, b.client, b.q.getAuth, []any{hash, since}, r.dest()...)
+		found, err := queryRow(ctx, b.pool, b.q.getAuth, []any{hash, since}, r.dest()...)
 		if err != nil {
 			return safeToRetry(err)
 		}

@@ -83,7 +83,7 @@ func (b *Backend) DeviceFlowValidateUserCode(ctx context.Context, userCode strin
 	since := b.timeArg(liveSince(b.now(), maxValidity))
 	var scope string
 	err := b.retry(ctx, func() error {
-		found, err := queryRow(ctx, b.client, b.q.validateUserCode, []any{code, since}, &scope)
+		found, err := queryRow(ctx, b.pool, b.q.validateUserCode, []any{code, since}, &scope)
 		if err != nil {
 			return b.wrap(ctx, op, safeToRetry(err))
 		}
@@ -131,7 +131,7 @@ func (b *Backend) GetDeviceFlow(ctx context.Context, deviceCode string) (backend
 	}
 	var r deviceRow
 	err := b.retry(ctx, func() error {
-		found, err := queryRow(ctx, b.client, b.q.getDevice, []any{backend.HashCode(deviceCode)}, r.dest()...)
+		found, err := queryRow(ctx, b.pool, b.q.getDevice, []any{backend.HashCode(deviceCode)}, r.dest()...)
 		if err != nil {
 			return b.wrap(ctx, op, safeToRetry(err))
 		}
@@ -208,7 +208,7 @@ func (b *Backend) consumeDeviceOnce(ctx context.Context, hash string, since any,
 	switch b.dialect {
 	case dialect.Postgres:
 		var done bool
-		found, err := queryRow(ctx, b.client, b.q.consumeDevice, []any{hash, since, hash}, append([]any{&done}, r.dest()...)...)
+		found, err := queryRow(ctx, b.pool, b.q.consumeDevice, []any{hash, since, hash}, append([]any{&done}, r.dest()...)...)
 		if err != nil {
 			return err
 		}
@@ -220,11 +220,11 @@ func (b *Backend) consumeDeviceOnce(ctx context.Context, hash string, since any,
 		}
 		return deviceFailure(r, sinceT)
 	case dialect.SQLite:
-		found, err := queryRow(ctx, b.client, b.q.consumeDevice, []any{hash, since}, r.dest()...)
+		found, err := queryRow(ctx, b.pool, b.q.consumeDevice, []any{hash, since}, r.dest()...)
 		if err != nil || found {
 			return err
 		}
-		found, err = queryRow(ctx, b.client, b.q.getDevice, []any{hash}, r.dest()...)
+		found, err = queryRow(ctx, b.pool, b.q.getDevice, []any{hash}, r.dest()...)
 		if err != nil {
 			return safeToRetry(err)
 		}
@@ -233,7 +233,7 @@ func (b *Backend) consumeDeviceOnce(ctx context.Context, hash string, since any,
 		}
 		return deviceFailure(r, sinceT)
 	default: // MySQL
-		found, err := queryRow(ctx, b.client, b.q.getDevice, []any{hash}, r.dest()...)
+		found, err := queryRow(ctx, b.pool, b.q.getDevice, []any{hash}, r.dest()...)
 		if err != nil {
 			return safeToRetry(err)
 		}

@@ -132,7 +132,7 @@ func (c *idConn) CheckNamedValue(nv *driver.NamedValue) error {
 // driver cancels on the server itself; SQLite runs in the process).
 func (b *Backend) killOnCancel(ctx context.Context, fn func(q querier) error) error {
 	if b.killer == nil || ctx.Done() == nil {
-		return fn(b.client)
+		return fn(b.pool)
 	}
 	conn, err := b.db.Conn(ctx)
 	if err != nil {
@@ -149,7 +149,7 @@ func (b *Backend) killOnCancel(ctx context.Context, fn func(q querier) error) er
 		if err != nil {
 			return err
 		}
-		return fn(b.client)
+		return fn(b.pool)
 	}
 	killed := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {

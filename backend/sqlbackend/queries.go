@@ -50,6 +50,16 @@ type queries struct {
 	cleanTokens    string
 }
 
+// all returns every statement.
+func (q *queries) all() []string {
+	return []string{
+		q.insertDevice, q.validateUserCode, q.deviceInsertIDToken, q.getDevice, q.updateDeviceStatus, q.consumeDevice,
+		q.insertAuth, q.authInsertIDToken, q.authRedirectURI, q.getAuth, q.updateAuthStatus, q.consumeAuth,
+		q.insertToken, q.getToken, q.listTokens, q.listAllTokens, q.revokeToken, q.revokeUser,
+		q.rotate, q.rotateInsert, q.getTokenForRot, q.cleanDevices, q.cleanAuths, q.cleanTokens,
+	}
+}
+
 func buildQueries(d string, mariaDB bool) *queries {
 	q := &queries{
 		insertDevice:        `INSERT INTO "DeviceFlows" ("UserCode","Status","CreationTime","ClientID","Scope","DeviceCode") VALUES (?,'PENDING',?,?,?,?)`,

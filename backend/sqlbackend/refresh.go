@@ -37,7 +37,7 @@ func (b *Backend) GetRefreshToken(ctx context.Context, jti uuid.UUID) (backend.R
 	}
 	var r tokenRow
 	err := b.retry(ctx, func() error {
-		found, err := queryRow(ctx, b.client, b.q.getToken, []any{b.idArg(jti)}, r.dest()...)
+		found, err := queryRow(ctx, b.pool, b.q.getToken, []any{b.idArg(jti)}, r.dest()...)
 		if err != nil {
 			return b.wrap(ctx, op, safeToRetry(err))
 		}
@@ -72,7 +72,7 @@ func (b *Backend) GetUserRefreshTokens(ctx context.Context, sub string) ([]backe
 	var out []backend.RefreshToken
 	err := b.retry(ctx, func() error {
 		out = out[:0]
-		rows, err := b.client.QueryContext(ctx, query, args...)
+		rows, err := b.pool.QueryContext(ctx, query, args...)
 		if err != nil {
 			return b.wrap(ctx, op, safeToRetry(err))
 		}
@@ -179,7 +179,7 @@ func (b *Backend) rotateOnce(ctx context.Context, op string, oldJTI, newJTI uuid
 	oldArg, newArg := b.idArg(oldJTI), b.idArg(newJTI)
 	switch b.dialect {
 	case dialect.Postgres:
-		found, err := queryRow(ctx, b.client, b.q.rotate, []any{oldArg, newArg}, &out.Scope, &out.Sub)
+		found, err := queryRow(ctx, b.pool, b.q.rotate, []any{oldArg, newArg}, &out.Scope, &out.Sub)
 		if err != nil {
 			return dupAsExists(op, newJTI, err)
 		}
@@ -188,7 +188,7 @@ func (b *Backend) rotateOnce(ctx context.Context, op string, oldJTI, newJTI uuid
 		}
 		return b.rotateRefused(ctx, op, oldArg)
 	case dialect.SQLite:
-		tx, err := b.client.Tx(ctx) // BEGIN IMMEDIATE (_txlock=immediate)
+		tx, err := b.beginTx(ctx, b.q.rotate, b.q.rotateInsert) // BEGIN IMMEDIATE (_txlock=immediate)
 		if err != nil {
 			return safeToRetry(err)
 		}
@@ -211,14 +211,14 @@ func (b *Backend) rotateOnce(ctx context.Context, op string, oldJTI, newJTI uuid
 			return b.rotateMariaDB(ctx, op, oldArg, newArg, newJTI, out)
 		}
 		var status string
-		found, err := queryRow(ctx, b.client, b.q.getTokenForRot, []any{oldArg}, &status, &out.Scope, &out.Sub)
+		found, err := queryRow(ctx, b.pool, b.q.getTokenForRot, []any{oldArg}, &status, &out.Scope, &out.Sub)
 		if err != nil {
 			return safeToRetry(err)
 		}
 		if !found || status == string(backend.TokenRevoked) {
 			return b.refuse(ctx, op, found, out.Sub)
 		}
-		tx, err := b.client.Tx(ctx)
+		tx, err := b.beginTx(ctx, b.q.rotate, b.q.rotateInsert)
 		if err != nil {
 			return safeToRetry(err)
 		}
@@ -243,7 +243,7 @@ func (b *Backend) rotateOnce(ctx context.Context, op string, oldJTI, newJTI uuid
 // RETURNING the subject and scope, COMMIT; when the update matches nothing,
 // ROLLBACK and rotateRefused.
 func (b *Backend) rotateMariaDB(ctx context.Context, op, oldArg, newArg string, newJTI uuid.UUID, out *backend.RefreshToken) error {
-	tx, err := b.client.Tx(ctx)
+	tx, err := b.beginTx(ctx, b.q.rotate, b.q.rotateInsert)
 	if err != nil {
 		return safeToRetry(err)
 	}
@@ -271,7 +271,7 @@ func (b *Backend) rotateMariaDB(ctx context.Context, op, oldArg, newArg string, 
 // matched nothing and returns why.
 func (b *Backend) rotateRefused(ctx context.Context, op, oldArg string) error {
 	var status, scope, sub string
-	found, err := queryRow(ctx, b.client, b.q.getTokenForRot, []any{oldArg}, &status, &scope, &sub)
+	found, err := queryRow(ctx, b.pool, b.q.getTokenForRot, []any{oldArg}, &status, &scope, &sub)
 	if err != nil {
 		return safeToRetry(err)
 	}

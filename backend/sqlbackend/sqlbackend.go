@@ -54,6 +54,8 @@ type Backend struct {
 	// lock (the URL's _busy_timeout).
 	busyBudget time.Duration
 	q          *queries
+	stmts      *stmtCache // q's statements, prepared on first use
+	pool       pool       // autocommit statements through stmts
 }
 
 var (
@@ -170,6 +172,8 @@ func newBackend(ctx context.Context, db *sql.DB, d, where string, o backend.Opti
 		busyBudget: busy,
 		q:          buildQueries(d, mariaDB),
 	}
+	b.stmts = newStmtCache(db, b.q)
+	b.pool = pool{b.stmts}
 	if o.Migrate {
 		if err := sqliteBusy(func() error { return b.Migrate(ctx) }); err != nil {
 			db.Close()
@@ -267,6 +271,7 @@ func (b *Backend) Ping(ctx context.Context) error {
 
 // Close closes the connection pool. Calls after Close fail.
 func (b *Backend) Close() error {
+	b.stmts.close()
 	if err := b.client.Close(); err != nil {
 		return fmt.Errorf("authdb: close %s: %w", b.where, err)
 	}
