@@ -14,7 +14,7 @@ import (
 	entsql "entgo.io/ent/dialect/sql"
 	"github.com/go-sql-driver/mysql"
 	"github.com/lib/pq"
-	_ "github.com/mattn/go-sqlite3" // registers the sqlite3 driver
+	"github.com/mattn/go-sqlite3" // also registers the sqlite3 driver
 
 	"github.com/authdb/authdb/backend"
 	"github.com/authdb/authdb/ent"
@@ -80,7 +80,29 @@ func Open(ctx context.Context, rawURL string, opts ...backend.Option) (*Backend,
 	if cfg.mysql != nil {
 		cfg.mysql.Logger = driverLogger{o.Logger}
 	}
-	db, killer, err := openDB(cfg)
+	db, killer, err := openDB(cfg, nil)
+	if err != nil {
+		return nil, fmt.Errorf("authdb: open %s: %w", cfg.where, err)
+	}
+	configurePool(db, cfg, o)
+	return newBackend(ctx, db, cfg.dialect, cfg.where, o, killer, cfg.busy)
+}
+
+// OpenWrapped is Open with the driver's connector passed through wrap, for
+// instrumentation (a driver.Connector that counts or traces statements):
+// the same driver settings, pool settings, MySQL kill-on-cancel and SQLite
+// busy handling as Open. wrap must return a connector whose connections
+// forward every optional driver interface they are given.
+func OpenWrapped(ctx context.Context, rawURL string, wrap func(driver.Connector) driver.Connector, opts ...backend.Option) (*Backend, error) {
+	cfg, err := parseURL(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	o := backend.NewOptions(opts...)
+	if cfg.mysql != nil {
+		cfg.mysql.Logger = driverLogger{o.Logger}
+	}
+	db, killer, err := openDB(cfg, wrap)
 	if err != nil {
 		return nil, fmt.Errorf("authdb: open %s: %w", cfg.where, err)
 	}
@@ -185,25 +207,36 @@ func newBackend(ctx context.Context, db *sql.DB, d, where string, o backend.Opti
 
 // openDB opens the pool; on MySQL it also returns the plain connector the
 // backend kills cancelled statements with.
-func openDB(cfg *config) (*sql.DB, driver.Connector, error) {
+func openDB(cfg *config, wrap func(driver.Connector) driver.Connector) (*sql.DB, driver.Connector, error) {
+	if wrap == nil {
+		wrap = func(c driver.Connector) driver.Connector { return c }
+	}
 	switch cfg.dialect {
 	case dialect.MySQL:
 		c, err := mysql.NewConnector(cfg.mysql)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%w: url: %v", backend.ErrInvalidInput, err)
 		}
-		return sql.OpenDB(idConnector{c}), c, nil
+		return sql.OpenDB(idConnector{wrap(c)}), c, nil
 	case dialect.Postgres:
 		c, err := pq.NewConnector(cfg.dsn)
 		if err != nil {
 			// lib/pq's parse errors name a setting, never the password.
 			return nil, nil, fmt.Errorf("%w: url: %v", backend.ErrInvalidInput, err)
 		}
-		return sql.OpenDB(c), nil, nil
+		return sql.OpenDB(wrap(c)), nil, nil
 	}
-	db, err := sql.Open("sqlite3", cfg.dsn)
-	return db, nil, err
+	return sql.OpenDB(wrap(sqliteConnector{cfg.dsn})), nil, nil
 }
+
+// sqliteConnector opens SQLite connections as sql.Open("sqlite3", dsn) does.
+type sqliteConnector struct{ dsn string }
+
+func (c sqliteConnector) Connect(context.Context) (driver.Conn, error) {
+	return (&sqlite3.SQLiteDriver{}).Open(c.dsn)
+}
+
+func (sqliteConnector) Driver() driver.Driver { return &sqlite3.SQLiteDriver{} }
 
 // configurePool applies the pool settings: the URL's parameters win over the
 // options, which win over the defaults. sqlite://:memory: always uses one

@@ -204,7 +204,7 @@ func FuzzParseURL(f *testing.F) {
 		}
 		c, err := parseURL(raw)
 		if err == nil {
-			if db, _, oerr := openDB(c); oerr == nil {
+			if db, _, oerr := openDB(c, nil); oerr == nil {
 				db.Close()
 			} else {
 				err = oerr
