@@ -20,7 +20,7 @@ var (
 	flagOps     = flag.String("ops", "", "regexp: only the operations whose name matches")
 	flagBig     = flag.Bool("1m", os.Getenv("AUTHDB_BENCH_1M") == "1", "include listing with 1,000,000 tokens (also AUTHDB_BENCH_1M=1)")
 	flagBudget  = flag.Duration("budget", DefaultConfig.Budget, "timed time per implementation and operation")
-	flagMode    = flag.String("mode", "plain", "baseline statements: plain or prepared")
+	flagMode    = flag.String("mode", "prepared", "baseline statements: prepared or plain")
 )
 
 func mode(tb testing.TB) baseline.Mode {
@@ -98,7 +98,8 @@ func TestBenchTable(t *testing.T) {
 // call as rt/op. Select with -bench, e.g.
 // -bench 'SQL/postgres/RotateRefreshToken'.
 func BenchmarkSQL(b *testing.B) {
-	ctx := context.Background()
+	ctx, cancel := context.WithCancel(context.Background()) // a context that can end, as a request's
+	defer cancel()
 	for _, engine := range engines() {
 		b.Run(engine, func(b *testing.B) {
 			env := NewEnv(b, engine, mode(b))

@@ -134,7 +134,7 @@ func Connector(rawURL string) (driver.Connector, string, error) {
 }
 
 // Pool opens a pool on a connector counted by c (nil: not counted), with
-// the pool settings sqlbackend uses by default.
+// the pool settings sqlbackend.Open uses by default (the baseline's pool).
 func Pool(connector driver.Connector, c *Counter) *sql.DB {
 	if c != nil {
 		connector = Count(connector, c)
@@ -182,8 +182,11 @@ func NewEnv(tb testing.TB, engine string, mode baseline.Mode) *Env {
 	env := &Env{Engine: engine, Dialect: dialect, URL: rawURL, Admin: Pool(connector, nil)}
 	tb.Cleanup(func() { env.Admin.Close() })
 
+	// authdb exactly as Open makes it (driver and pool settings, MySQL
+	// kill-on-cancel, SQLite busy handling), its connector counted.
 	a := &Impl{Name: "authdb", Clock: &Clock{}, Count: &Counter{}, Dialect: dialect}
-	a.B, err = sqlbackend.OpenDB(ctx, Pool(connector, a.Count), dialect, implOptions(a.Clock, backend.WithoutMigration())...)
+	a.B, err = sqlbackend.OpenWrapped(ctx, rawURL, func(c driver.Connector) driver.Connector { return Count(c, a.Count) },
+		implOptions(a.Clock, backend.WithoutMigration())...)
 	if err != nil {
 		tb.Fatalf("bench: open authdb on %s: %v", engine, err)
 	}

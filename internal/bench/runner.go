@@ -198,6 +198,10 @@ func trimmedMean(times []time.Duration) time.Duration {
 // operations: µs/op is the median over rounds of batch time / calls, and
 // the ratio the median over rounds of the two batches' ratio.
 func Run(ctx context.Context, e *Env, op Op, cfg Config) (Result, error) {
+	// Calls get a context that can end, as a server's requests do (on
+	// MySQL, authdb then runs autocommit writes so that it can kill them).
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	if err := e.ensureOnce(ctx, op); err != nil {
 		return Result{}, fmt.Errorf("%s on %s: load: %w", op.Name, e.Engine, err)
 	}
