@@ -20,6 +20,7 @@ var (
 	flagOps     = flag.String("ops", "", "regexp: only the operations whose name matches")
 	flagBig     = flag.Bool("1m", os.Getenv("AUTHDB_BENCH_1M") == "1", "include listing with 1,000,000 tokens (also AUTHDB_BENCH_1M=1)")
 	flagBudget  = flag.Duration("budget", DefaultConfig.Budget, "timed time per implementation and operation")
+	flagNoCtx   = flag.Bool("nocancel", false, "calls get a context that never ends (MySQL: no kill-on-cancel path)")
 	flagMode    = flag.String("mode", "prepared", "baseline statements: prepared or plain")
 )
 
@@ -63,6 +64,7 @@ func TestBenchTable(t *testing.T) {
 	}
 	cfg := DefaultConfig
 	cfg.Budget = *flagBudget
+	cfg.NoCancel = *flagNoCtx
 	ctx := context.Background()
 	var results []Result
 	for _, engine := range engines() {

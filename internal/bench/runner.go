@@ -20,6 +20,9 @@ type Config struct {
 	Budget    time.Duration
 	MinRounds int
 	MaxRounds int
+	// NoCancel gives calls a context that never ends (on MySQL authdb then
+	// skips kill-on-cancel); by default they get one that can.
+	NoCancel bool
 }
 
 // PerCallMin is the shortest call the runner times one by one.
@@ -200,8 +203,11 @@ func trimmedMean(times []time.Duration) time.Duration {
 func Run(ctx context.Context, e *Env, op Op, cfg Config) (Result, error) {
 	// Calls get a context that can end, as a server's requests do (on
 	// MySQL, authdb then runs autocommit writes so that it can kill them).
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	if !cfg.NoCancel {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+	}
 	if err := e.ensureOnce(ctx, op); err != nil {
 		return Result{}, fmt.Errorf("%s on %s: load: %w", op.Name, e.Engine, err)
 	}
