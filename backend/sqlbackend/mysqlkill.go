@@ -157,10 +157,17 @@ func (b *Backend) killOnCancel(ctx context.Context, fn func(q querier) error) er
 		b.killQuery(id)
 	})
 	err = fn(conn)
-	if !stop() {
+	switch {
+	case !stop():
 		// The kill ran or is running: wait for it, and never give this
 		// session back to the pool.
 		<-killed
+		conn.Raw(func(any) error { return driver.ErrBadConn })
+	case err != nil && ctx.Err() != nil:
+		// The driver saw the context end and gave up before the AfterFunc
+		// started (the context closes Done before it runs its AfterFuncs),
+		// so stop prevented the kill: kill here.
+		b.killQuery(id)
 		conn.Raw(func(any) error { return driver.ErrBadConn })
 	}
 	conn.Close()
@@ -205,7 +212,9 @@ func (b *Backend) killQuery(id uint64) {
 	}()
 	if err != nil {
 		b.opts.Logger.Warn("authdb: could not stop a cancelled MySQL statement", "session", id, "error", err)
+		return
 	}
+	b.opts.Logger.Debug("authdb: killed the session of a cancelled MySQL write", "session", id)
 }
 
 // killWait bounds how long killQuery waits for a killed session to leave
