@@ -3,15 +3,19 @@ package reliability
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"log/slog"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/authdb/authdb/backend"
+	"github.com/authdb/authdb/backend/sqlbackend"
+	"github.com/authdb/authdb/internal/bench"
 )
 
 // promptly is how soon after its deadline or cancellation a call must return.
@@ -86,7 +90,7 @@ func TestDeadlineWhileBlocked(t *testing.T) {
 				t.Run(how, func(t *testing.T) {
 					e := newEnv(t, engine)
 					var logs syncBuffer
-					b := e.open(t, backend.WithLogger(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
+					b, sent := e.openWatched(t, backend.WithLogger(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
 					defer func() {
 						if t.Failed() {
 							t.Logf("backend log:\n%s", logs.String())
@@ -113,13 +117,14 @@ func TestDeadlineWhileBlocked(t *testing.T) {
 					}
 					defer cancel()
 					done := make(chan error, 1)
+					sent.Record(true)
 					began := time.Now()
 					go func() { done <- b.RevokeRefreshToken(ctx, jti) }()
 
 					var end time.Time // when the context ended
 					if how == "cancel" {
 						if engine == "sqlite" {
-							time.Sleep(200 * time.Millisecond) // no lock-wait view: give it time to block
+							waitUpdateSent(t, sent)
 						} else {
 							waitForLockWait(t, e, newKiller(t, e))
 						}
@@ -157,6 +162,49 @@ func TestDeadlineWhileBlocked(t *testing.T) {
 				})
 			}
 		})
+	}
+}
+
+// openWatched is e.open, except that on SQLite the backend's driver
+// connections record the statements they send (sqlbackend.OpenWrapped with
+// internal/bench's counter), so that a test can see a write reach SQLite:
+// unlike PostgreSQL and MariaDB, SQLite has no view of a writer waiting for
+// its lock. The counter is returned on every engine; only SQLite's records.
+func (e *env) openWatched(t *testing.T, opts ...backend.Option) (backend.Backend, *bench.Counter) {
+	t.Helper()
+	sent := new(bench.Counter)
+	if e.engine != "sqlite" {
+		return e.open(t, opts...), sent
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	all := append([]backend.Option{backend.WithClock(e.clock.Now)}, opts...)
+	b, err := sqlbackend.OpenWrapped(ctx, e.url, func(c driver.Connector) driver.Connector { return bench.Count(c, sent) }, all...)
+	if err != nil {
+		t.Fatalf("open %s: %v", e.engine, err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b, sent
+}
+
+// waitUpdateSent waits until an UPDATE has been handed to SQLite since
+// sent.Record(true) (the counter records a prepared statement's execution
+// before the driver runs it). With another connection holding the write
+// lock, that UPDATE is then waiting for it: in SQLite's busy handler or in
+// the backend's busy loop, either way blocked.
+func waitUpdateSent(t *testing.T, sent *bench.Counter) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		for _, st := range sent.Log() {
+			if strings.HasPrefix(st.Query, "UPDATE") {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no UPDATE reached SQLite within 10s; statements sent: %v", sent.Log())
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 
@@ -232,7 +280,7 @@ func TestNoGoroutineOutlivesClose(t *testing.T) {
 			waitGoroutinesSettle()
 			before := runtime.NumGoroutine()
 
-			b := e.open(t)
+			b, sent := e.openWatched(t)
 			ctx := t.Context()
 			warmPool(t, b, 4)
 			for range 20 {
@@ -244,11 +292,12 @@ func TestNoGoroutineOutlivesClose(t *testing.T) {
 				bl.lock(t, e, jti)
 				cctx, cancel := context.WithCancel(ctx)
 				done := make(chan error, 1)
+				sent.Record(true)
 				go func() { done <- b.RevokeRefreshToken(cctx, jti) }()
 				if k != nil {
 					waitForLockWait(t, e, k)
 				} else {
-					time.Sleep(100 * time.Millisecond)
+					waitUpdateSent(t, sent)
 				}
 				cancel()
 				if err := <-done; !errors.Is(err, context.Canceled) {
