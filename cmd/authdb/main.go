@@ -228,13 +228,19 @@ func (a *app) newFlagSet(name, usage string) *flag.FlagSet {
 	return fs
 }
 
-// parse parses a command's flags. --help prints the usage to stdout (the
-// flag package calls fs.Usage) and returns errHelpShown; a bad flag is a
-// usage error.
+// parse parses a command's flags. --help prints the usage to stdout and
+// returns errHelpShown; a bad flag is a usage error, reported on stderr in
+// one line without the usage (the flag package would print it on every
+// parse error, to stdout here).
 func parse(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
+	usage := fs.Usage
+	fs.Usage = func() {}
+	err := fs.Parse(args)
+	fs.Usage = usage
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return errHelpShown // the flag package called fs.Usage
+			usage()
+			return errHelpShown
 		}
 		return &exitError{code: exitUsage, err: err, usage: true}
 	}

@@ -181,6 +181,9 @@ func TestUsageErrors(t *testing.T) {
 		if r.code != exitUsage || r.stderr == "" {
 			t.Errorf("authdb %s: exit %d, stderr %q; want exit 2 with a message", strings.Join(args, " "), r.code, r.stderr)
 		}
+		if r.stdout != "" {
+			t.Errorf("authdb %s: usage error wrote to stdout: %q", strings.Join(args, " "), r.stdout)
+		}
 	}
 }
 
