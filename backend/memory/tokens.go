@@ -89,17 +89,22 @@ func (ts *tokenStore) subjectIndex(sub string, add bool) (int32, bool) {
 		return 0, false
 	}
 	s := subject{sub: strings.Clone(sub)} // keep no caller's buffer alive
-	var si int32
-	if n := len(ts.freeSubs); n > 0 {
-		si = ts.freeSubs[n-1]
-		ts.freeSubs = ts.freeSubs[:n-1]
-		ts.subs[si] = s
-	} else {
-		si = int32(len(ts.subs))
-		ts.subs = append(ts.subs, s)
-	}
+	si := place(&ts.subs, &ts.freeSubs, s)
 	ts.subIndex[s.sub] = si
 	return si, true
+}
+
+// place stores v in a free slot of *slots (one listed in *free) or, when
+// none is free, in a new one at the end, and returns its index.
+func place[T any](slots *[]T, free *[]int32, v T) int32 {
+	if n := len(*free); n > 0 {
+		i := (*free)[n-1]
+		*free = (*free)[:n-1]
+		(*slots)[i] = v
+		return i
+	}
+	*slots = append(*slots, v)
+	return int32(len(*slots) - 1)
 }
 
 // internScope returns the index of scope with its reference count raised.
@@ -109,15 +114,7 @@ func (ts *tokenStore) internScope(scope string) int32 {
 		return i
 	}
 	e := scopeEntry{s: strings.Clone(scope), refs: 1}
-	var i int32
-	if n := len(ts.freeScopes); n > 0 {
-		i = ts.freeScopes[n-1]
-		ts.freeScopes = ts.freeScopes[:n-1]
-		ts.scopes[i] = e
-	} else {
-		i = int32(len(ts.scopes))
-		ts.scopes = append(ts.scopes, e)
-	}
+	i := place(&ts.scopes, &ts.freeScopes, e)
 	ts.scopeIndex[e.s] = i
 	return i
 }
