@@ -137,7 +137,7 @@ func runCleanup(ctx context.Context, a *app, args []string) error {
 		return usageErrorf("--batch-size must be at least 1, got %d", *batch)
 	}
 
-	p := &progress{w: a.stderr, on: isTerminal(os.Stdout)}
+	p := &progress{w: a.stderr, on: isTerminal(a.stderr)}
 	b, err := a.open(ctx, backend.WithoutMigration(), backend.WithCleanupBatchSize(*batch),
 		backend.WithCleanupProgress(p.report))
 	if err != nil {
@@ -203,8 +203,14 @@ func runCleanup(ctx context.Context, a *app, args []string) error {
 	return nil
 }
 
-// isTerminal reports whether f is a character device (a terminal).
-func isTerminal(f *os.File) bool {
+// isTerminal reports whether w is a file that is a character device (a
+// terminal): the progress line's escapes go only where someone watches, never
+// into a redirected log.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
