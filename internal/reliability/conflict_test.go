@@ -72,10 +72,12 @@ func TestDeadlockIsRetried(t *testing.T) {
 						retried = append(retried, line)
 					}
 				}
-				if len(retried) != 1 {
-					t.Errorf("want one logged retry after the deadlock, got %d; log:\n%s", len(retried), logs.String())
+				// At least one: under load the retried statement can meet the
+				// admin's locks again, and the bounded retry hides that too.
+				if len(retried) == 0 {
+					t.Errorf("want a logged retry after the deadlock, got none; log:\n%s", logs.String())
 				} else {
-					t.Logf("%s", retried[0])
+					t.Logf("%d retries, the first: %s", len(retried), retried[0])
 				}
 			})
 		})
