@@ -9,6 +9,7 @@ import (
 	"entgo.io/ent/dialect"
 
 	"github.com/authdb/authdb/backend"
+	"github.com/authdb/authdb/internal/sqldialect"
 )
 
 // errRaced is returned by one attempt of an operation whose conditional
@@ -49,7 +50,7 @@ func (b *Backend) InsertDeviceFlow(ctx context.Context, clientID, scope string) 
 			}
 			n, err := b.write(ctx, b.q.insertDevice, uc, b.timeArg(b.now()), clientID, scope, backend.HashCode(dc))
 			if err != nil {
-				if isDuplicate(err) && ctx.Err() == nil {
+				if sqldialect.IsDuplicate(err) && ctx.Err() == nil {
 					continue // the user code (or, by a miracle, the device code) is taken
 				}
 				// Inserting again after a lost connection at worst leaves an

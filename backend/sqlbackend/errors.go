@@ -15,9 +15,9 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/lib/pq"
-	"github.com/mattn/go-sqlite3"
 
 	"github.com/authdb/authdb/backend"
+	"github.com/authdb/authdb/internal/sqldialect"
 )
 
 // Retry policy for transient conflicts (see IsTransient).
@@ -35,39 +35,7 @@ const (
 // run again, may not meet: a serialization failure or deadlock on
 // PostgreSQL (SQLSTATE 40001, 40P01), a deadlock or lock-wait timeout on
 // MySQL/MariaDB (1213, 1205), or a busy or locked SQLite database.
-func IsTransient(err error) bool {
-	var pqErr *pq.Error
-	if errors.As(err, &pqErr) {
-		return pqErr.Code == "40001" || pqErr.Code == "40P01"
-	}
-	var myErr *mysql.MySQLError
-	if errors.As(err, &myErr) {
-		return myErr.Number == 1213 || myErr.Number == 1205
-	}
-	var liteErr sqlite3.Error
-	if errors.As(err, &liteErr) {
-		return liteErr.Code == sqlite3.ErrBusy || liteErr.Code == sqlite3.ErrLocked
-	}
-	return false
-}
-
-// isDuplicate reports whether err is a primary-key or unique violation.
-func isDuplicate(err error) bool {
-	var pqErr *pq.Error
-	if errors.As(err, &pqErr) {
-		return pqErr.Code == "23505"
-	}
-	var myErr *mysql.MySQLError
-	if errors.As(err, &myErr) {
-		return myErr.Number == 1062
-	}
-	var liteErr sqlite3.Error
-	if errors.As(err, &liteErr) {
-		return liteErr.ExtendedCode == sqlite3.ErrConstraintPrimaryKey ||
-			liteErr.ExtendedCode == sqlite3.ErrConstraintUnique
-	}
-	return false
-}
+func IsTransient(err error) bool { return sqldialect.IsTransient(err) }
 
 // wrap turns a driver error into the backend's: the context's own error when
 // ctx is done (drivers report a cancelled statement in their own words),
@@ -77,7 +45,7 @@ func (b *Backend) wrap(ctx context.Context, op string, err error) error {
 	if ctxErr := ctx.Err(); ctxErr != nil {
 		return fmt.Errorf("authdb: %s: %w", op, ctxErr)
 	}
-	if isDuplicate(err) {
+	if sqldialect.IsDuplicate(err) {
 		return fmt.Errorf("authdb: %s: %w (%v)", op, backend.ErrAlreadyExists, err)
 	}
 	return fmt.Errorf("authdb: %s on %s: %w", op, b.where, err)
@@ -113,7 +81,7 @@ func retry(ctx context.Context, busyBudget time.Duration, logger *slog.Logger, f
 			return fmt.Errorf("authdb: %w (after: %v)", ctxErr, err)
 		}
 		var d time.Duration
-		if busyBudget > 0 && isBusy(err) {
+		if busyBudget > 0 && sqldialect.IsBusy(err) {
 			if busySince.IsZero() {
 				busySince = time.Now()
 			} else if time.Since(busySince) >= busyBudget {
@@ -151,11 +119,6 @@ func (b *Backend) retry(ctx context.Context, fn func() error) error {
 
 // busyWait bounds one sleep while SQLite is busy.
 const busyWait = 10 * time.Millisecond
-
-func isBusy(err error) bool {
-	var liteErr sqlite3.Error
-	return errors.As(err, &liteErr) && (liteErr.Code == sqlite3.ErrBusy || liteErr.Code == sqlite3.ErrLocked)
-}
 
 // retryable marks an error after which the operation may run again: its
 // connection died before anything it did was committed.

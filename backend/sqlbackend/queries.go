@@ -1,10 +1,11 @@
 package sqlbackend
 
 import (
-	"strconv"
 	"strings"
 
 	"entgo.io/ent/dialect"
+
+	"github.com/authdb/authdb/internal/sqldialect"
 )
 
 // Column lists, in the order the scan functions read them.
@@ -142,29 +143,7 @@ func buildQueries(d string, mariaDB bool) *queries {
 		&q.insertToken, &q.getToken, &q.listTokens, &q.listAllTokens, &q.revokeToken, &q.revokeUser,
 		&q.rotate, &q.rotateInsert, &q.getTokenForRot, &q.cleanDevices, &q.cleanAuths, &q.cleanTokens,
 	} {
-		*p = rewrite(d, *p)
+		*p = sqldialect.Rewrite(d, *p)
 	}
 	return q
-}
-
-// rewrite turns a template into the dialect's SQL. Templates contain no
-// string literal with a double quote or a question mark.
-func rewrite(d, s string) string {
-	switch d {
-	case dialect.MySQL:
-		return strings.ReplaceAll(s, `"`, "`")
-	case dialect.Postgres:
-		var b strings.Builder
-		n := 0
-		for _, r := range s {
-			if r == '?' {
-				n++
-				b.WriteString("$" + strconv.Itoa(n))
-				continue
-			}
-			b.WriteRune(r)
-		}
-		return b.String()
-	}
-	return s
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/authdb/authdb/backend"
+	"github.com/authdb/authdb/internal/sqldialect"
 )
 
 // InsertRefreshToken implements backend.Backend: one INSERT; a duplicate
@@ -305,7 +306,7 @@ func (b *Backend) subArgs(sub string) []any {
 }
 
 func dupAsExists(op string, newJTI uuid.UUID, err error) error {
-	if isDuplicate(err) {
+	if sqldialect.IsDuplicate(err) {
 		return fmt.Errorf("authdb: %s: new_jti %s: %w", op, newJTI, backend.ErrAlreadyExists)
 	}
 	return err

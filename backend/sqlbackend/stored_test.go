@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -14,37 +13,12 @@ import (
 
 	"github.com/authdb/authdb/backend"
 	"github.com/authdb/authdb/conformance"
+	"github.com/authdb/authdb/internal/sqldialect"
 )
-
-// ph returns the n-th placeholder (1-based) of e's driver.
-func ph(e engine, n int) string {
-	if e.name == "postgres" {
-		return fmt.Sprintf("$%d", n)
-	}
-	return "?"
-}
 
 // sqlText rewrites a statement written with "double-quoted" identifiers and
 // ? placeholders for e.
-func sqlText(e engine, s string) string {
-	if e.name == "mysql" {
-		return strings.ReplaceAll(s, `"`, "`")
-	}
-	if e.name == "postgres" {
-		n := 0
-		var b strings.Builder
-		for _, r := range s {
-			if r == '?' {
-				n++
-				b.WriteString(ph(e, n))
-				continue
-			}
-			b.WriteRune(r)
-		}
-		return b.String()
-	}
-	return s
-}
+func sqlText(e engine, s string) string { return sqldialect.Rewrite(e.dialect, s) }
 
 // creationText is an expression giving CreationTime as text in UTC, with
 // the fraction where the type has one.

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +17,7 @@ import (
 	"github.com/authdb/authdb"
 	"github.com/authdb/authdb/backend"
 	"github.com/authdb/authdb/conformance"
+	"github.com/authdb/authdb/internal/sqldialect"
 	"github.com/authdb/authdb/internal/testdb"
 )
 
@@ -114,25 +114,7 @@ func (e *env) open(t *testing.T, opts ...backend.Option) backend.Backend {
 
 // q rewrites a query written with "double-quoted" identifiers and ?
 // placeholders for the env's engine.
-func (e *env) q(s string) string {
-	switch e.engine {
-	case "mysql":
-		return strings.ReplaceAll(s, `"`, "`")
-	case "postgres":
-		var b strings.Builder
-		n := 0
-		for _, r := range s {
-			if r == '?' {
-				n++
-				b.WriteString("$" + strconv.Itoa(n))
-				continue
-			}
-			b.WriteRune(r)
-		}
-		return b.String()
-	}
-	return s
-}
+func (e *env) q(s string) string { return sqldialect.Rewrite(e.engine, s) }
 
 // count returns SELECT COUNT(*) FROM table, read with raw SQL.
 func (e *env) count(t *testing.T, table string) int {

@@ -30,23 +30,20 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
 	"github.com/google/uuid"
-	"github.com/lib/pq"
-	"github.com/mattn/go-sqlite3"
 
 	"github.com/authdb/authdb/backend"
+	"github.com/authdb/authdb/internal/sqldialect"
 )
 
 // Dialect names, as entgo.io/ent/dialect (and sqlbackend.Backend.Dialect) spell them.
 const (
-	SQLite   = "sqlite3"
-	Postgres = "postgres"
-	MySQL    = "mysql"
+	SQLite   = sqldialect.SQLite
+	Postgres = sqldialect.Postgres
+	MySQL    = sqldialect.MySQL
 )
 
 // Mode says how statements are sent.
@@ -184,7 +181,7 @@ func New(ctx context.Context, db *sql.DB, dialect string, mode Mode, opts ...bac
 		return nil, fmt.Errorf("baseline: unknown dialect %q", dialect)
 	}
 	for _, p := range s.all() {
-		p.q = rewrite(dialect, p.q)
+		p.q = sqldialect.Rewrite(dialect, p.q)
 		if mode == Prepared {
 			var err error
 			if p.p, err = db.PrepareContext(ctx, p.q); err != nil {
@@ -194,28 +191,6 @@ func New(ctx context.Context, db *sql.DB, dialect string, mode Mode, opts ...bac
 		}
 	}
 	return st, nil
-}
-
-// rewrite turns a template ("quoted" identifiers, ? placeholders) into the
-// dialect's SQL.
-func rewrite(dialect, s string) string {
-	switch dialect {
-	case MySQL:
-		return strings.ReplaceAll(s, `"`, "`")
-	case Postgres:
-		var b strings.Builder
-		n := 0
-		for _, r := range s {
-			if r == '?' {
-				n++
-				b.WriteString("$" + strconv.Itoa(n))
-				continue
-			}
-			b.WriteRune(r)
-		}
-		return b.String()
-	}
-	return s
 }
 
 // SQL returns the statements, for tests (EXPLAIN) and documentation.
@@ -375,46 +350,13 @@ func (d uuidDest) Scan(v any) error {
 
 // ---- errors ----
 
-func transient(err error) bool {
-	var pqErr *pq.Error
-	if errors.As(err, &pqErr) {
-		return pqErr.Code == "40001" || pqErr.Code == "40P01"
-	}
-	var myErr *mysql.MySQLError
-	if errors.As(err, &myErr) {
-		return myErr.Number == 1213 || myErr.Number == 1205
-	}
-	var liteErr sqlite3.Error
-	if errors.As(err, &liteErr) {
-		return liteErr.Code == sqlite3.ErrBusy || liteErr.Code == sqlite3.ErrLocked
-	}
-	return false
-}
-
-func duplicate(err error) bool {
-	var pqErr *pq.Error
-	if errors.As(err, &pqErr) {
-		return pqErr.Code == "23505"
-	}
-	var myErr *mysql.MySQLError
-	if errors.As(err, &myErr) {
-		return myErr.Number == 1062
-	}
-	var liteErr sqlite3.Error
-	if errors.As(err, &liteErr) {
-		return liteErr.ExtendedCode == sqlite3.ErrConstraintPrimaryKey ||
-			liteErr.ExtendedCode == sqlite3.ErrConstraintUnique
-	}
-	return false
-}
-
 // retry runs fn again (at most 5 times in all) while it fails with a
 // deadlock, serialization failure or busy database.
 func retry(ctx context.Context, fn func() error) error {
 	wait := 2 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		err := fn()
-		if err == nil || attempt == 5 || !transient(err) || ctx.Err() != nil {
+		if err == nil || attempt == 5 || !sqldialect.IsTransient(err) || ctx.Err() != nil {
 			return err
 		}
 		select {
@@ -432,7 +374,7 @@ func fail(ctx context.Context, op string, err error) error {
 	if ctx.Err() != nil {
 		return fmt.Errorf("baseline: %s: %w", op, ctx.Err())
 	}
-	if duplicate(err) {
+	if sqldialect.IsDuplicate(err) {
 		return fmt.Errorf("baseline: %s: %w (%v)", op, backend.ErrAlreadyExists, err)
 	}
 	return fmt.Errorf("baseline: %s: %w", op, err)

@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/authdb/authdb/backend"
+	"github.com/authdb/authdb/internal/sqldialect"
 )
 
 // errAgain marks an attempt that lost a race its read did not see; the
@@ -43,7 +44,7 @@ func (st *Store) InsertDeviceFlow(ctx context.Context, clientID, scope string) (
 			return err
 		})
 		if err != nil {
-			if duplicate(err) && ctx.Err() == nil {
+			if sqldialect.IsDuplicate(err) && ctx.Err() == nil {
 				continue
 			}
 			return "", "", fail(ctx, op, err)
@@ -673,7 +674,7 @@ func (st *Store) rotateOnce(ctx context.Context, oldJTI, newJTI uuid.UUID, out *
 	}
 	tx.Rollback()
 	if err != nil {
-		if duplicate(err) {
+		if sqldialect.IsDuplicate(err) {
 			return fmt.Errorf("baseline: rotate refresh token: new_jti: %w", backend.ErrAlreadyExists)
 		}
 		return err

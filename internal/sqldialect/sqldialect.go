@@ -1,0 +1,89 @@
+// Package sqldialect holds the small, engine-specific helpers that authdb's
+// SQL clients share: the SQL backend (backend/sqlbackend), the benchmarks'
+// hand-written baseline (internal/bench/baseline) and the reliability tests.
+// It writes no SQL of its own: it rewrites a statement template for an
+// engine and classifies driver errors.
+package sqldialect
+
+import (
+	"errors"
+	"strconv"
+	"strings"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/lib/pq"
+	"github.com/mattn/go-sqlite3"
+)
+
+// Dialect names, as entgo.io/ent/dialect spells them.
+const (
+	SQLite   = "sqlite3"
+	Postgres = "postgres"
+	MySQL    = "mysql"
+)
+
+// Rewrite turns a statement template, written with "double-quoted"
+// identifiers and ? placeholders, into the dialect's SQL: `backquoted`
+// identifiers on MySQL, $1, $2, ... on PostgreSQL, unchanged on SQLite.
+// Templates must contain no string literal with a double quote or a
+// question mark.
+func Rewrite(dialect, s string) string {
+	switch dialect {
+	case MySQL:
+		return strings.ReplaceAll(s, `"`, "`")
+	case Postgres:
+		var b strings.Builder
+		n := 0
+		for _, r := range s {
+			if r == '?' {
+				n++
+				b.WriteString("$" + strconv.Itoa(n))
+				continue
+			}
+			b.WriteRune(r)
+		}
+		return b.String()
+	}
+	return s
+}
+
+// IsTransient reports whether err is a conflict that the same operation,
+// run again, may not meet: a serialization failure or deadlock on
+// PostgreSQL (SQLSTATE 40001, 40P01), a deadlock or lock-wait timeout on
+// MySQL/MariaDB (1213, 1205), or a busy or locked SQLite database.
+func IsTransient(err error) bool {
+	var pqErr *pq.Error
+	if errors.As(err, &pqErr) {
+		return pqErr.Code == "40001" || pqErr.Code == "40P01"
+	}
+	var myErr *mysql.MySQLError
+	if errors.As(err, &myErr) {
+		return myErr.Number == 1213 || myErr.Number == 1205
+	}
+	return IsBusy(err)
+}
+
+// IsBusy reports whether err is SQLite's busy or locked database.
+func IsBusy(err error) bool {
+	var liteErr sqlite3.Error
+	return errors.As(err, &liteErr) && (liteErr.Code == sqlite3.ErrBusy || liteErr.Code == sqlite3.ErrLocked)
+}
+
+// IsDuplicate reports whether err is a primary-key or unique violation
+// (PostgreSQL 23505, MySQL 1062, SQLite's primary-key or unique constraint).
+func IsDuplicate(err error) bool {
+	var pqErr *pq.Error
+	if errors.As(err, &pqErr) {
+		return pqErr.Code == "23505"
+	}
+	var myErr *mysql.MySQLError
+	if errors.As(err, &myErr) {
+		return myErr.Number == 1062
+	}
+	var liteErr sqlite3.Error
+	if errors.As(err, &liteErr) {
+		return liteErr.ExtendedCode == sqlite3.ErrConstraintPrimaryKey ||
+			liteErr.ExtendedCode == sqlite3.ErrConstraintUnique
+	}
+	return false
+}

@@ -1,0 +1,53 @@
+package sqldialect
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/lib/pq"
+	"github.com/mattn/go-sqlite3"
+)
+
+func TestRewrite(t *testing.T) {
+	const tmpl = `SELECT "A" FROM "T" WHERE "B"=? AND "C"=?`
+	for _, tc := range []struct{ dialect, want string }{
+		{MySQL, "SELECT `A` FROM `T` WHERE `B`=? AND `C`=?"},
+		{Postgres, `SELECT "A" FROM "T" WHERE "B"=$1 AND "C"=$2`},
+		{SQLite, tmpl},
+	} {
+		if got := Rewrite(tc.dialect, tmpl); got != tc.want {
+			t.Errorf("Rewrite(%s) = %s, want %s", tc.dialect, got, tc.want)
+		}
+	}
+}
+
+func TestClassify(t *testing.T) {
+	for _, tc := range []struct {
+		err                  error
+		transient, duplicate bool
+	}{
+		{&pq.Error{Code: "40001"}, true, false},
+		{fmt.Errorf("op: %w", &pq.Error{Code: "40P01"}), true, false},
+		{&pq.Error{Code: "23505"}, false, true},
+		{&mysql.MySQLError{Number: 1213}, true, false},
+		{&mysql.MySQLError{Number: 1205}, true, false},
+		{&mysql.MySQLError{Number: 1062}, false, true},
+		{sqlite3.Error{Code: sqlite3.ErrBusy}, true, false},
+		{sqlite3.Error{Code: sqlite3.ErrLocked}, true, false},
+		{sqlite3.Error{Code: sqlite3.ErrConstraint, ExtendedCode: sqlite3.ErrConstraintPrimaryKey}, false, true},
+		{sqlite3.Error{Code: sqlite3.ErrConstraint, ExtendedCode: sqlite3.ErrConstraintUnique}, false, true},
+		{sqlite3.Error{Code: sqlite3.ErrConstraint, ExtendedCode: sqlite3.ErrConstraintNotNull}, false, false},
+		{errors.New("boom"), false, false},
+		{context.Canceled, false, false},
+	} {
+		if got := IsTransient(tc.err); got != tc.transient {
+			t.Errorf("IsTransient(%v) = %v, want %v", tc.err, got, tc.transient)
+		}
+		if got := IsDuplicate(tc.err); got != tc.duplicate {
+			t.Errorf("IsDuplicate(%v) = %v, want %v", tc.err, got, tc.duplicate)
+		}
+	}
+}
