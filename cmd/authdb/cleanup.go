@@ -130,9 +130,6 @@ func runCleanup(ctx context.Context, a *app, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return usageErrorf("unexpected argument %q", fs.Arg(0))
-	}
 	if *batch < 1 {
 		return usageErrorf("--batch-size must be at least 1, got %d", *batch)
 	}

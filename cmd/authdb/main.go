@@ -228,21 +228,24 @@ func (a *app) newFlagSet(name, usage string) *flag.FlagSet {
 	return fs
 }
 
-// parse parses a command's flags. --help prints the usage to stdout and
-// returns errHelpShown; a bad flag is a usage error, reported on stderr in
-// one line without the usage (the flag package would print it on every
-// parse error, to stdout here).
+// parse parses a command's flags; no command takes positional arguments.
+// --help prints the usage to stdout and returns errHelpShown; a bad flag or
+// an argument is a usage error, reported on stderr in one line without the
+// usage (the flag package would print it on every parse error, to stdout
+// here).
 func parse(fs *flag.FlagSet, args []string) error {
 	usage := fs.Usage
 	fs.Usage = func() {}
 	err := fs.Parse(args)
 	fs.Usage = usage
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			usage()
-			return errHelpShown
-		}
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		usage()
+		return errHelpShown
+	case err != nil:
 		return &exitError{code: exitUsage, err: err, usage: true}
+	case fs.NArg() > 0:
+		return usageErrorf("unexpected argument %q", fs.Arg(0))
 	}
 	return nil
 }

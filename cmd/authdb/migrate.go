@@ -35,9 +35,6 @@ func runMigrate(ctx context.Context, a *app, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return usageErrorf("unexpected argument %q", fs.Arg(0))
-	}
 	b, err := a.open(ctx, backend.WithoutMigration())
 	if err != nil {
 		return err

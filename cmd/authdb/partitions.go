@@ -51,9 +51,6 @@ func runPartitions(ctx context.Context, a *app, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return usageErrorf("unexpected argument %q", fs.Arg(0))
-	}
 	if *retention < 1 {
 		return usageErrorf("--retention-months must be at least 1, got %d", *retention)
 	}

@@ -76,9 +76,6 @@ func runTokensList(ctx context.Context, a *app, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return usageErrorf("unexpected argument %q", fs.Arg(0))
-	}
 	b, err := a.open(ctx, backend.WithoutMigration())
 	if err != nil {
 		return err
@@ -122,9 +119,6 @@ func runTokensRevoke(ctx context.Context, a *app, args []string) error {
 	sub := fs.String("sub", "", "revoke every token of this `subject`")
 	if err := parse(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return usageErrorf("unexpected argument %q", fs.Arg(0))
 	}
 	if (*jtiFlag == "") == (*sub == "") {
 		return usageErrorf("give exactly one of --jti and --sub")
