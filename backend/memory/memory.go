@@ -82,8 +82,10 @@ type authFlow struct {
 	idToken                                                  []byte
 }
 
-// New returns a new, empty in-memory backend configured by opts. Options
-// that make no sense in memory are ignored.
+// New returns a new, empty in-memory backend configured by opts, safe for
+// concurrent use; nothing is shared with any other backend New or Open
+// returns. Options that make no sense in memory are ignored. Close drops
+// the store; every later call returns an error wrapping ErrClosed.
 func New(opts ...backend.Option) *Backend {
 	return &Backend{
 		opts:             backend.NewOptions(opts...),
