@@ -72,27 +72,15 @@ var (
 // backend.ErrInvalidInput; a server that cannot be reached fails here, with
 // an error naming the scheme and host. No error contains the password.
 func Open(ctx context.Context, rawURL string, opts ...backend.Option) (*Backend, error) {
-	cfg, err := parseURL(rawURL)
-	if err != nil {
-		return nil, err
-	}
-	o := backend.NewOptions(opts...)
-	if cfg.mysql != nil {
-		cfg.mysql.Logger = driverLogger{o.Logger}
-	}
-	db, killer, err := openDB(cfg, nil)
-	if err != nil {
-		return nil, fmt.Errorf("authdb: open %s: %w", cfg.where, err)
-	}
-	configurePool(db, cfg, o)
-	return newBackend(ctx, db, cfg.dialect, cfg.where, o, killer, cfg.busy)
+	return OpenWrapped(ctx, rawURL, nil, opts...)
 }
 
 // OpenWrapped is Open with the driver's connector passed through wrap, for
 // instrumentation (a driver.Connector that counts or traces statements):
 // the same driver settings, pool settings, MySQL kill-on-cancel and SQLite
 // busy handling as Open. wrap must return a connector whose connections
-// forward every optional driver interface they are given.
+// forward every optional driver interface they are given; a nil wrap is
+// Open.
 func OpenWrapped(ctx context.Context, rawURL string, wrap func(driver.Connector) driver.Connector, opts ...backend.Option) (*Backend, error) {
 	cfg, err := parseURL(rawURL)
 	if err != nil {
