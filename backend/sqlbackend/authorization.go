@@ -118,23 +118,7 @@ func (b *Backend) GetAuthorizationFlow(ctx context.Context, code string, maxVali
 
 // UpdateAuthorizationFlowStatus implements backend.Backend: one UPDATE.
 func (b *Backend) UpdateAuthorizationFlowStatus(ctx context.Context, code string, status backend.FlowStatus) error {
-	const op = "update authorization flow status"
-	if err := start(ctx, op); err != nil {
-		return err
-	}
-	if err := backend.CheckFlowStatus(status); err != nil {
-		return fmt.Errorf("authdb: %s: %w", op, err)
-	}
-	return b.retry(ctx, func() error {
-		n, err := b.write(ctx, b.q.updateAuthStatus, string(status), backend.HashCode(code))
-		if err != nil {
-			return b.wrap(ctx, op, safeToRetry(err)) // idempotent
-		}
-		if n == 0 {
-			return fmt.Errorf("authdb: %s: %w", op, backend.ErrNotFound)
-		}
-		return nil
-	})
+	return b.updateFlowStatus(ctx, "update authorization flow status", b.q.updateAuthStatus, code, status)
 }
 
 // ConsumeAuthorizationFlow implements backend.Backend, as ConsumeDeviceFlow:
@@ -148,18 +132,9 @@ func (b *Backend) ConsumeAuthorizationFlow(ctx context.Context, code string, max
 	hash := backend.HashCode(code)
 	since := b.timeArg(liveSince(b.now(), maxValidity))
 	var r authRow
-	err := b.retry(ctx, func() error {
-		for range MaxAttempts {
-			r = authRow{}
-			err := b.consumeAuthOnce(ctx, hash, since, &r)
-			if !errors.Is(err, errRaced) {
-				if err != nil && !isSentinel(err) {
-					return b.wrap(ctx, op, err)
-				}
-				return err
-			}
-		}
-		return fmt.Errorf("authdb: %s: %w", op, errRaced)
+	err := b.retryRaced(ctx, op, func() error {
+		r = authRow{}
+		return b.consumeAuthOnce(ctx, hash, since, &r)
 	})
 	if err != nil {
 		return backend.AuthorizationFlow{}, err

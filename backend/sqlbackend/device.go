@@ -149,7 +149,13 @@ func (b *Backend) GetDeviceFlow(ctx context.Context, deviceCode string) (backend
 
 // UpdateDeviceFlowStatus implements backend.Backend: one UPDATE.
 func (b *Backend) UpdateDeviceFlowStatus(ctx context.Context, deviceCode string, status backend.FlowStatus) error {
-	const op = "update device flow status"
+	return b.updateFlowStatus(ctx, "update device flow status", b.q.updateDeviceStatus, deviceCode, status)
+}
+
+// updateFlowStatus sets the status of the flow whose code hashes to the
+// stored one, with query (updateDeviceStatus or updateAuthStatus): one
+// UPDATE, run again after a lost connection since it is idempotent.
+func (b *Backend) updateFlowStatus(ctx context.Context, op, query, code string, status backend.FlowStatus) error {
 	if err := start(ctx, op); err != nil {
 		return err
 	}
@@ -157,7 +163,7 @@ func (b *Backend) UpdateDeviceFlowStatus(ctx context.Context, deviceCode string,
 		return fmt.Errorf("authdb: %s: %w", op, err)
 	}
 	return b.retry(ctx, func() error {
-		n, err := b.write(ctx, b.q.updateDeviceStatus, string(status), backend.HashCode(deviceCode))
+		n, err := b.write(ctx, query, string(status), backend.HashCode(code))
 		if err != nil {
 			return b.wrap(ctx, op, safeToRetry(err)) // idempotent
 		}
@@ -186,18 +192,9 @@ func (b *Backend) ConsumeDeviceFlow(ctx context.Context, deviceCode string, maxV
 	sinceT := liveSince(b.now(), maxValidity)
 	since := b.timeArg(sinceT)
 	var r deviceRow
-	err := b.retry(ctx, func() error {
-		for range MaxAttempts {
-			r = deviceRow{}
-			err := b.consumeDeviceOnce(ctx, hash, since, sinceT, &r)
-			if !errors.Is(err, errRaced) {
-				if err != nil && !isSentinel(err) {
-					return b.wrap(ctx, op, err)
-				}
-				return err
-			}
-		}
-		return fmt.Errorf("authdb: %s: %w", op, errRaced)
+	err := b.retryRaced(ctx, op, func() error {
+		r = deviceRow{}
+		return b.consumeDeviceOnce(ctx, hash, since, sinceT, &r)
 	})
 	if err != nil {
 		return backend.DeviceFlow{}, err
@@ -256,7 +253,7 @@ func (b *Backend) consumeDeviceOnce(ctx context.Context, hash string, since any,
 	}
 }
 
-// deviceFlowFailure says why a device flow that the conditional update did
+// deviceFailure says why a device flow that the conditional update did
 // not match cannot be consumed, in the contract's order; errRaced when it
 // reads as consumable (a concurrent call changed it since, or, on MySQL,
 // it is the row to update).
@@ -273,6 +270,26 @@ func deviceFailure(r *deviceRow, since time.Time) error {
 		return errRaced
 	}
 	return fmt.Errorf(op+" (status %s): %w", r.f.UserCode, r.f.Status, backend.ErrFlowFailed)
+}
+
+// retryRaced runs once, one attempt of a conditional write (a consume, a
+// rotation), again while it reports errRaced, at most MaxAttempts times in
+// all, within the backend's retry policy (b.retry). Sentinel errors are
+// returned as they are (once wraps them with their context), any other
+// error is a driver error and is wrapped with op.
+func (b *Backend) retryRaced(ctx context.Context, op string, once func() error) error {
+	return b.retry(ctx, func() error {
+		for range MaxAttempts {
+			err := once()
+			if !errors.Is(err, errRaced) {
+				if err != nil && !isSentinel(err) {
+					return b.wrap(ctx, op, err)
+				}
+				return err
+			}
+		}
+		return fmt.Errorf("authdb: %s: %w", op, errRaced)
+	})
 }
 
 // sentinels are the outcomes operations report as they are (already

@@ -2,7 +2,6 @@ package sqlbackend
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"entgo.io/ent/dialect"
@@ -158,17 +157,8 @@ func (b *Backend) RotateRefreshToken(ctx context.Context, oldJTI, newJTI uuid.UU
 		return backend.RefreshToken{}, fmt.Errorf("authdb: %s: %w", op, err)
 	}
 	out := backend.RefreshToken{JTI: oldJTI, Status: backend.TokenRevoked}
-	err := b.retry(ctx, func() error {
-		for range MaxAttempts {
-			err := b.rotateOnce(ctx, op, oldJTI, newJTI, &out)
-			if !errors.Is(err, errRaced) {
-				if err != nil && !isSentinel(err) {
-					return b.wrap(ctx, op, err)
-				}
-				return err
-			}
-		}
-		return fmt.Errorf("authdb: %s: %w", op, errRaced)
+	err := b.retryRaced(ctx, op, func() error {
+		return b.rotateOnce(ctx, op, oldJTI, newJTI, &out)
 	})
 	if err != nil {
 		return backend.RefreshToken{}, err
