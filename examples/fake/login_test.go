@@ -3,38 +3,21 @@ package login_test
 import (
 	"context"
 	"errors"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/authdb/authdb/backend"
 	"github.com/authdb/authdb/backend/memory"
+	"github.com/authdb/authdb/conformance"
 	"github.com/authdb/authdb/examples/fake"
 )
 
-// fakeClock is a clock the test moves by hand.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-// newStore returns an empty in-memory store on a fake clock, closed when the
-// test ends. This is the fake: the real contract, no database.
-func newStore(t *testing.T) (backend.Backend, *fakeClock) {
+// newStore returns an empty in-memory store on a clock the test moves by
+// hand (conformance.Clock), closed when the test ends. This is the fake: the
+// real contract, no database.
+func newStore(t *testing.T) (backend.Backend, *conformance.Clock) {
 	t.Helper()
-	clock := &fakeClock{now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
+	clock := conformance.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 	store := memory.New(backend.WithClock(clock.Now))
 	t.Cleanup(func() { store.Close() })
 	return store, clock

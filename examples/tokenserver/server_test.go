@@ -10,7 +10,6 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +18,7 @@ import (
 
 	"github.com/authdb/authdb"
 	"github.com/authdb/authdb/backend"
+	"github.com/authdb/authdb/conformance"
 )
 
 const (
@@ -26,29 +26,11 @@ const (
 	testRedirect = "http://127.0.0.1:9999/callback"
 )
 
-// clock is a settable clock shared by the store and the server.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 // env is a running token server with an oauth2 client configured for it.
 type env struct {
 	t       *testing.T
 	store   backend.Backend
-	clock   *clock
+	clock   *conformance.Clock // shared by the store and the server
 	srv     *Server
 	ts      *httptest.Server
 	conf    *oauth2.Config
@@ -76,7 +58,7 @@ func forEachBackend(t *testing.T, test func(t *testing.T, e *env)) {
 
 func newEnv(t *testing.T, dbURL string) *env {
 	t.Helper()
-	clk := &clock{now: time.Now().UTC()}
+	clk := conformance.NewClock(time.Now().UTC())
 	store, err := authdb.Open(context.Background(), dbURL, backend.WithClock(clk.Now))
 	if err != nil {
 		t.Fatalf("open %s: %v", dbURL, err)
