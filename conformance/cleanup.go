@@ -1,6 +1,7 @@
 package conformance
 
 import (
+	"context"
 	"errors"
 	"sort"
 	"testing"
@@ -23,6 +24,17 @@ func flowCleanupTests() []testCase {
 	}
 }
 
+// wantCleaned calls clean, one of the CleanExpired methods, with maxRetention
+// and checks that it removed want rows; what names them.
+func (h *harness) wantCleaned(clean func(context.Context, time.Duration) (int64, error), maxRetention time.Duration, want int64, what string) {
+	h.t.Helper()
+	n, err := clean(h.ctx, maxRetention)
+	noErr(h.t, err, what)
+	if n != want {
+		h.t.Errorf("%s: removed %d, want %d", what, n, want)
+	}
+}
+
 func testCleanDeviceFlows(t *testing.T, s *suite) {
 	h := s.open(t)
 	var old []string
@@ -30,18 +42,10 @@ func testCleanDeviceFlows(t *testing.T, s *suite) {
 		_, dc := h.deviceFlowWithStatus(st)
 		old = append(old, dc)
 	}
-	n, err := h.b.CleanExpiredDeviceFlows(h.ctx, retention)
-	noErr(t, err, "CleanExpiredDeviceFlows")
-	if n != 0 {
-		t.Errorf("young flows: removed %d, want 0", n)
-	}
+	h.wantCleaned(h.b.CleanExpiredDeviceFlows, retention, 0, "young flows")
 	h.clock.Advance(retention + time.Minute)
 	_, young := h.insertDeviceFlow("young", "")
-	n, err = h.b.CleanExpiredDeviceFlows(h.ctx, retention)
-	noErr(t, err, "CleanExpiredDeviceFlows")
-	if n != 4 {
-		t.Errorf("old flows: removed %d, want 4 (one of each status)", n)
-	}
+	h.wantCleaned(h.b.CleanExpiredDeviceFlows, retention, 4, "old flows (one of each status)")
 	for i, dc := range old {
 		_, err := h.b.GetDeviceFlow(h.ctx, dc)
 		if !errors.Is(err, backend.ErrNotFound) {
@@ -49,11 +53,7 @@ func testCleanDeviceFlows(t *testing.T, s *suite) {
 		}
 	}
 	h.getDeviceFlow(young)
-	n, err = h.b.CleanExpiredDeviceFlows(h.ctx, retention)
-	noErr(t, err, "CleanExpiredDeviceFlows")
-	if n != 0 {
-		t.Errorf("second clean-up removed %d, want 0", n)
-	}
+	h.wantCleaned(h.b.CleanExpiredDeviceFlows, retention, 0, "second clean-up")
 }
 
 func testCleanDeviceFlowsBoundary(t *testing.T, s *suite) {
@@ -63,18 +63,10 @@ func testCleanDeviceFlowsBoundary(t *testing.T, s *suite) {
 	_, dc := h.insertDeviceFlow("c", "")
 	// Deleted when CreationTime < now-maxRetention: kept at exactly maxRetention.
 	h.clock.Set(base.Add(retention))
-	n, err := h.b.CleanExpiredDeviceFlows(h.ctx, retention)
-	noErr(t, err, "CleanExpiredDeviceFlows")
-	if n != 0 {
-		t.Errorf("flow exactly maxRetention old: removed %d, want 0", n)
-	}
+	h.wantCleaned(h.b.CleanExpiredDeviceFlows, retention, 0, "flow exactly maxRetention old")
 	h.getDeviceFlow(dc)
 	h.clock.Set(base.Add(retention + time.Second))
-	n, err = h.b.CleanExpiredDeviceFlows(h.ctx, retention)
-	noErr(t, err, "CleanExpiredDeviceFlows")
-	if n != 1 {
-		t.Errorf("flow maxRetention+1s old: removed %d, want 1", n)
-	}
+	h.wantCleaned(h.b.CleanExpiredDeviceFlows, retention, 1, "flow maxRetention+1s old")
 }
 
 func testCleanAuthFlows(t *testing.T, s *suite) {
@@ -88,18 +80,10 @@ func testCleanAuthFlows(t *testing.T, s *suite) {
 		codes = append(codes, code)
 	}
 	h.pendingAuthFlow() // one that never got a code
-	n, err := h.b.CleanExpiredAuthorizationFlows(h.ctx, retention)
-	noErr(t, err, "CleanExpiredAuthorizationFlows")
-	if n != 0 {
-		t.Errorf("young flows: removed %d, want 0", n)
-	}
+	h.wantCleaned(h.b.CleanExpiredAuthorizationFlows, retention, 0, "young flows")
 	h.clock.Advance(retention + time.Minute)
 	_, young := h.readyAuthFlow(sampleIDToken())
-	n, err = h.b.CleanExpiredAuthorizationFlows(h.ctx, retention)
-	noErr(t, err, "CleanExpiredAuthorizationFlows")
-	if n != 5 {
-		t.Errorf("old flows: removed %d, want 5 (one of each status and one without code)", n)
-	}
+	h.wantCleaned(h.b.CleanExpiredAuthorizationFlows, retention, 5, "old flows (one of each status and one without code)")
 	h.getAuthFlow(young)
 	// Back in time the old flows would be live: they are gone.
 	h.clock.Set(start)
@@ -110,11 +94,7 @@ func testCleanAuthFlows(t *testing.T, s *suite) {
 		}
 	}
 	h.clock.Advance(retention + time.Minute)
-	n, err = h.b.CleanExpiredAuthorizationFlows(h.ctx, retention)
-	noErr(t, err, "CleanExpiredAuthorizationFlows")
-	if n != 0 {
-		t.Errorf("second clean-up removed %d, want 0", n)
-	}
+	h.wantCleaned(h.b.CleanExpiredAuthorizationFlows, retention, 0, "second clean-up")
 }
 
 func testCleanAuthFlowsBoundary(t *testing.T, s *suite) {
@@ -123,27 +103,19 @@ func testCleanAuthFlowsBoundary(t *testing.T, s *suite) {
 	h.clock.Set(base)
 	h.pendingAuthFlow()
 	h.clock.Set(base.Add(retention))
-	n, err := h.b.CleanExpiredAuthorizationFlows(h.ctx, retention)
-	noErr(t, err, "CleanExpiredAuthorizationFlows")
-	if n != 0 {
-		t.Errorf("flow exactly maxRetention old: removed %d, want 0", n)
-	}
+	h.wantCleaned(h.b.CleanExpiredAuthorizationFlows, retention, 0, "flow exactly maxRetention old")
 	h.clock.Set(base.Add(retention + time.Second))
-	n, err = h.b.CleanExpiredAuthorizationFlows(h.ctx, retention)
-	noErr(t, err, "CleanExpiredAuthorizationFlows")
-	if n != 1 {
-		t.Errorf("flow maxRetention+1s old: removed %d, want 1", n)
-	}
+	h.wantCleaned(h.b.CleanExpiredAuthorizationFlows, retention, 1, "flow maxRetention+1s old")
 }
 
 func testCleanEmpty(t *testing.T, s *suite) {
 	h := s.open(t)
-	for name, clean := range map[string]func() (int64, error){
-		"CleanExpiredDeviceFlows":        func() (int64, error) { return h.b.CleanExpiredDeviceFlows(h.ctx, retention) },
-		"CleanExpiredAuthorizationFlows": func() (int64, error) { return h.b.CleanExpiredAuthorizationFlows(h.ctx, retention) },
-		"CleanExpiredRefreshTokens":      func() (int64, error) { return h.b.CleanExpiredRefreshTokens(h.ctx, retention) },
+	for name, clean := range map[string]func(context.Context, time.Duration) (int64, error){
+		"CleanExpiredDeviceFlows":        h.b.CleanExpiredDeviceFlows,
+		"CleanExpiredAuthorizationFlows": h.b.CleanExpiredAuthorizationFlows,
+		"CleanExpiredRefreshTokens":      h.b.CleanExpiredRefreshTokens,
 	} {
-		n, err := clean()
+		n, err := clean(h.ctx, retention)
 		if err != nil || n != 0 {
 			t.Errorf("%s on an empty store = %d, %v; want 0, nil", name, n, err)
 		}
@@ -180,11 +152,7 @@ func testCleanRefreshByJTITime(t *testing.T, s *suite) {
 	for i, tk := range toks {
 		h.insertTokenJTI(tk.jti, "user-"+string(rune('a'+i%3)), "scope")
 	}
-	n, err := h.b.CleanExpiredRefreshTokens(h.ctx, keep)
-	noErr(t, err, "CleanExpiredRefreshTokens")
-	if n != 3 {
-		t.Errorf("removed %d tokens, want 3", n)
-	}
+	h.wantCleaned(h.b.CleanExpiredRefreshTokens, keep, 3, "first clean-up")
 	var want []uuid.UUID
 	for _, tk := range toks {
 		if tk.gone {
@@ -203,18 +171,10 @@ func testCleanRefreshByJTITime(t *testing.T, s *suite) {
 			t.Errorf("survivor %d = %s, want %s", i, got[i].JTI, want[i])
 		}
 	}
-	n, err = h.b.CleanExpiredRefreshTokens(h.ctx, keep)
-	noErr(t, err, "CleanExpiredRefreshTokens")
-	if n != 0 {
-		t.Errorf("second clean-up removed %d, want 0", n)
-	}
+	h.wantCleaned(h.b.CleanExpiredRefreshTokens, keep, 0, "second clean-up")
 	// Later, everything but the token from the future is old.
 	h.clock.Set(now.Add(keep + time.Second))
-	n, err = h.b.CleanExpiredRefreshTokens(h.ctx, keep)
-	noErr(t, err, "CleanExpiredRefreshTokens")
-	if n != 4 {
-		t.Errorf("a day later: removed %d, want 4", n)
-	}
+	h.wantCleaned(h.b.CleanExpiredRefreshTokens, keep, 4, "a day later")
 	h.wantList("", h.getToken(toks[len(toks)-1].jti))
 }
 
@@ -224,11 +184,7 @@ func testCleanRefreshStatusIrrelevant(t *testing.T, s *suite) {
 	noErr(t, h.b.RevokeRefreshToken(h.ctx, old[0]), "RevokeRefreshToken")
 	h.clock.Advance(retention + time.Second)
 	young := h.insertToken("alice", "s")
-	n, err := h.b.CleanExpiredRefreshTokens(h.ctx, retention)
-	noErr(t, err, "CleanExpiredRefreshTokens")
-	if n != 3 {
-		t.Errorf("removed %d, want 3 (revoked and created alike)", n)
-	}
+	h.wantCleaned(h.b.CleanExpiredRefreshTokens, retention, 3, "clean-up (revoked and created alike)")
 	for _, jti := range old {
 		h.wantNoToken(jti)
 	}
