@@ -1,7 +1,6 @@
 package backend
 
 import (
-	"io"
 	"log/slog"
 	"time"
 )
@@ -43,7 +42,7 @@ func NewOptions(opts ...Option) Options {
 	o := Options{
 		Clock:             time.Now,
 		UserCodeGenerator: GenerateUserCode,
-		Logger:            slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger:            slog.New(slog.DiscardHandler),
 		Migrate:           true,
 		CleanupBatchSize:  DefaultCleanupBatchSize,
 	}
