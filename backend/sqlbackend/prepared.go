@@ -31,9 +31,9 @@ type lazyStmt struct {
 func newStmtCache(db *sql.DB, q *queries) *stmtCache {
 	c := &stmtCache{db: db}
 	c.m = make(map[string]*lazyStmt)
-	for _, s := range q.all() {
-		if s != "" {
-			c.m[s] = &lazyStmt{}
+	for _, s := range q.fields() {
+		if *s != "" {
+			c.m[*s] = &lazyStmt{}
 		}
 	}
 	return c

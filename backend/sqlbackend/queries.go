@@ -51,13 +51,14 @@ type queries struct {
 	cleanTokens    string
 }
 
-// all returns every statement.
-func (q *queries) all() []string {
-	return []string{
-		q.insertDevice, q.validateUserCode, q.deviceInsertIDToken, q.getDevice, q.updateDeviceStatus, q.consumeDevice,
-		q.insertAuth, q.authInsertIDToken, q.authRedirectURI, q.getAuth, q.updateAuthStatus, q.consumeAuth,
-		q.insertToken, q.getToken, q.listTokens, q.listAllTokens, q.revokeToken, q.revokeUser,
-		q.rotate, q.rotateInsert, q.getTokenForRot, q.cleanDevices, q.cleanAuths, q.cleanTokens,
+// fields returns a pointer to every statement: the one list of them, which
+// buildQueries rewrites for the dialect and newStmtCache prepares.
+func (q *queries) fields() []*string {
+	return []*string{
+		&q.insertDevice, &q.validateUserCode, &q.deviceInsertIDToken, &q.getDevice, &q.updateDeviceStatus, &q.consumeDevice,
+		&q.insertAuth, &q.authInsertIDToken, &q.authRedirectURI, &q.getAuth, &q.updateAuthStatus, &q.consumeAuth,
+		&q.insertToken, &q.getToken, &q.listTokens, &q.listAllTokens, &q.revokeToken, &q.revokeUser,
+		&q.rotate, &q.rotateInsert, &q.getTokenForRot, &q.cleanDevices, &q.cleanAuths, &q.cleanTokens,
 	}
 }
 
@@ -136,13 +137,7 @@ func buildQueries(d string, mariaDB bool) *queries {
 			`ins AS (INSERT INTO "RefreshTokens" ("JTI","Status","Scope","Sub") SELECT CAST(? AS uuid),'CREATED',"Scope","Sub" FROM old) ` +
 			`SELECT "Scope","Sub" FROM old`
 	}
-	for _, p := range []*string{
-		&q.insertDevice, &q.validateUserCode, &q.deviceInsertIDToken, &q.getDevice, &q.updateDeviceStatus,
-		&q.consumeDevice,
-		&q.insertAuth, &q.authInsertIDToken, &q.authRedirectURI, &q.getAuth, &q.updateAuthStatus, &q.consumeAuth,
-		&q.insertToken, &q.getToken, &q.listTokens, &q.listAllTokens, &q.revokeToken, &q.revokeUser,
-		&q.rotate, &q.rotateInsert, &q.getTokenForRot, &q.cleanDevices, &q.cleanAuths, &q.cleanTokens,
-	} {
+	for _, p := range q.fields() {
 		*p = sqldialect.Rewrite(d, *p)
 	}
 	return q

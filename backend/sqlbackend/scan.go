@@ -171,8 +171,9 @@ func (r *tokenRow) dest() []any {
 	return []any{uuidCol{&r.t.JTI}, (*string)(&r.t.Status), &r.t.Scope, &r.t.Sub}
 }
 
-// querier is what both the ent client and an ent transaction offer (the
-// sql/execquery feature).
+// querier runs a statement: pool (autocommit, prepared statements) or
+// txQuerier (in a transaction), or the ent client (its sql/execquery
+// feature, in Migrate).
 type querier interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
