@@ -16,6 +16,7 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -104,7 +105,7 @@ func NewDatabase(t testing.TB, e Engine) string {
 			t.Errorf("testdb: drop database %s: %v", name, err)
 		}
 	})
-	u, err := url.Parse(server)
+	u, err := parseURL(server)
 	if err != nil {
 		t.Fatalf("testdb: %s: %v", e.env(), err)
 	}
@@ -124,8 +125,9 @@ func AdminDB(rawURL string) (*sql.DB, error) {
 }
 
 // DSN turns an authdb-style server URL into a database/sql driver name and DSN.
+// Its errors never contain the URL, which may hold a password.
 func DSN(rawURL string) (driver, dsn string, err error) {
-	u, err := url.Parse(rawURL)
+	u, err := parseURL(rawURL)
 	if err != nil {
 		return "", "", err
 	}
@@ -145,6 +147,20 @@ func DSN(rawURL string) (driver, dsn string, err error) {
 		return "mysql", cfg.FormatDSN(), nil
 	}
 	return "", "", fmt.Errorf("testdb: unsupported scheme %q", u.Scheme)
+}
+
+// parseURL is url.Parse with an error that does not repeat the URL (and
+// so its password).
+func parseURL(rawURL string) (*url.URL, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("testdb: malformed server URL: %w", err)
+	}
+	return u, nil
 }
 
 var (

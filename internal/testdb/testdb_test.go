@@ -2,6 +2,7 @@ package testdb
 
 import (
 	"context"
+	"strings"
 	"testing"
 )
 
@@ -26,5 +27,15 @@ func TestNewDatabaseIsEmptyAndReachable(t *testing.T) {
 				t.Fatalf("new database has %d tables, want 0", n)
 			}
 		})
+	}
+}
+
+func TestDSNErrorHidesPassword(t *testing.T) {
+	_, _, err := DSN("mysql://root:s3cret@127.0.0.1:33 06/test")
+	if err == nil {
+		t.Fatal("DSN of a malformed URL succeeded")
+	}
+	if strings.Contains(err.Error(), "s3cret") {
+		t.Errorf("DSN error %q contains the password", err)
 	}
 }
