@@ -3,6 +3,7 @@ package partition
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -252,12 +253,16 @@ func withLock(ctx context.Context, db *sql.DB, fn func(conn *sql.Conn, schema st
 		return fmt.Errorf("authdb: partitions: lock %s: another process held it for %d s", lock, lockWaitSeconds)
 	}
 	defer func() {
-		// A fresh context: the lock must be released even when ctx is done
-		// (closing a broken connection releases it too).
+		// A fresh context: the lock must be released even when ctx is done.
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
 		var released sql.NullInt64
-		_ = conn.QueryRowContext(rctx, "SELECT RELEASE_LOCK(?)", lock).Scan(&released)
+		if err := conn.QueryRowContext(rctx, "SELECT RELEASE_LOCK(?)", lock).Scan(&released); err != nil {
+			// The session may still hold the lock: close it rather than
+			// return it to the pool (the server frees a closed session's
+			// locks), or the next Setup or Maintain would wait for it.
+			conn.Raw(func(any) error { return driver.ErrBadConn })
+		}
 	}()
 	return fn(conn, schema)
 }
