@@ -41,6 +41,9 @@ func TestConformanceMySQL8Statements(t *testing.T) {
 		}
 		b.mariaDB = false
 		b.q = buildQueries(dialect.MySQL, false)
+		b.stmts.close()
+		b.stmts = newStmtCache(b.db, b.q) // prepared as Open prepares its own
+		b.pool = pool{b.stmts}
 		return b
 	})
 }
