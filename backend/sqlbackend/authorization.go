@@ -27,7 +27,7 @@ func (b *Backend) InsertAuthorizationFlow(ctx context.Context, clientID, scope, 
 		// may have happened, and is then an orphan nobody knows the id of.
 		var err error
 		if id, err = backend.NewUUIDv7(); err != nil {
-			return err
+			return fmt.Errorf("authdb: %s: %w", op, err)
 		}
 		_, err = b.write(ctx, b.q.insertAuth, b.idArg(id), clientID, b.timeArg(b.now()),
 			scope, codeChallenge, codeChallengeMethod, redirectURI)
@@ -62,7 +62,7 @@ func (b *Backend) AuthorizationFlowInsertIDToken(ctx context.Context, flowID str
 	}
 	code, err := backend.GenerateCode()
 	if err != nil {
-		return "", "", err
+		return "", "", fmt.Errorf("authdb: %s: %w", op, err)
 	}
 	args := []any{backend.HashCode(code), string(tok), b.idArg(id), b.timeArg(liveSince(b.now(), maxValidity))}
 	var redirectURI string
