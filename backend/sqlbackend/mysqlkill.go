@@ -128,8 +128,9 @@ func (c *idConn) CheckNamedValue(nv *driver.NamedValue) error {
 // pool knows its connections' ids, it runs fn on one connection and, if ctx
 // ends while fn runs, kills fn's session on the server (KILL CONNECTION), so
 // that a write refused to the caller is not applied later; that connection
-// is then discarded. Elsewhere it runs fn on the ent client (PostgreSQL's
-// driver cancels on the server itself; SQLite runs in the process).
+// is then discarded. Elsewhere it runs fn on the pool, with the prepared
+// statements (PostgreSQL's driver cancels on the server itself; SQLite runs
+// in the process).
 func (b *Backend) killOnCancel(ctx context.Context, fn func(q querier) error) error {
 	if b.killer == nil || ctx.Done() == nil {
 		return fn(b.pool)
