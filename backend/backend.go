@@ -214,7 +214,8 @@ type Backend interface {
 	// Ping reports whether the store is reachable.
 	Ping(ctx context.Context) error
 
-	// Close releases the backend's resources. Calls after Close fail.
+	// Close releases the backend's resources. Calls after Close fail, but
+	// Close itself: a second Close returns nil.
 	Close() error
 }
 

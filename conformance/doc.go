@@ -95,7 +95,8 @@
 //   - Every method given a cancelled context returns an error wrapping
 //     context.Canceled (an expired deadline: context.DeadlineExceeded) and
 //     writes nothing.
-//   - After Close, calls return a non-nil error (which one is not checked).
+//   - After Close, calls return a non-nil error (which one is not checked),
+//     except Close itself: a second Close returns nil.
 //
 // # Layout
 //

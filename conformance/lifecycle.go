@@ -54,4 +54,7 @@ func testCallsAfterClose(t *testing.T, s *suite) {
 			t.Errorf("%s after Close returned nil, want an error", name)
 		}
 	}
+	// Close is idempotent, as database/sql's is: defer Close after an
+	// explicit Close is safe.
+	noErr(t, h.b.Close(), "second Close")
 }

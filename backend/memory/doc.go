@@ -39,8 +39,8 @@
 //     CleanExpiredRefreshTokens is O(S log k) plus the tokens it deletes.
 //     Refresh tokens are held without pointers (scopes are interned), so
 //     millions of them cost the garbage collector little.
-//   - After Close every method, Close included, returns an error wrapping
-//     ErrClosed.
+//   - After Close every method returns an error wrapping ErrClosed, but
+//     Close itself, which may be called again and returns nil.
 //
 // Options that make no sense in memory (migration, pool settings, clean-up
 // batch size, logger) are ignored. WithCleanupProgress is called once per

@@ -85,7 +85,7 @@ type authFlow struct {
 // New returns a new, empty in-memory backend configured by opts, safe for
 // concurrent use; nothing is shared with any other backend New or Open
 // returns. Options that make no sense in memory are ignored. Close drops
-// the store; every later call returns an error wrapping ErrClosed.
+// the store; every later call but Close returns an error wrapping ErrClosed.
 func New(opts ...backend.Option) *Backend {
 	return &Backend{
 		opts:             backend.NewOptions(opts...),
@@ -669,12 +669,13 @@ func (b *Backend) Ping(ctx context.Context) error {
 }
 
 // Close implements backend.Backend: it drops the store's contents. Every
-// later call, Close included, returns an error wrapping ErrClosed.
+// later call returns an error wrapping ErrClosed, but Close itself, which
+// may be called again and returns nil.
 func (b *Backend) Close() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
-		return fmt.Errorf("authdb: close: %w", ErrClosed)
+		return nil
 	}
 	b.closed = true
 	b.deviceByUserCode, b.deviceByHash = nil, nil
