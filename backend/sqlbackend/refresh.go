@@ -190,11 +190,8 @@ func (b *Backend) rotateOnce(ctx context.Context, op string, oldJTI, newJTI uuid
 				return tx.Commit()
 			}
 		}
-		if rbErr := tx.Rollback(); err == nil && rbErr != nil {
-			return rbErr
-		}
-		if err != nil {
-			return safeToRetry(dupAsExists(op, newJTI, err)) // not committed
+		if err := rollback(tx, op, newJTI, err); err != nil {
+			return err
 		}
 		return b.rotateRefused(ctx, op, oldArg)
 	default: // MySQL
@@ -220,11 +217,8 @@ func (b *Backend) rotateOnce(ctx context.Context, op string, oldJTI, newJTI uuid
 				return tx.Commit()
 			}
 		}
-		if rbErr := tx.Rollback(); err == nil && rbErr != nil {
-			return rbErr
-		}
-		if err != nil {
-			return safeToRetry(dupAsExists(op, newJTI, err)) // not committed
+		if err := rollback(tx, op, newJTI, err); err != nil {
+			return err
 		}
 		return errRaced // revoked since the SELECT: read again
 	}
@@ -249,11 +243,8 @@ func (b *Backend) rotateMariaDB(ctx context.Context, op, oldArg, newArg string, 
 			err = fmt.Errorf("authdb: %s: the revoked token vanished before the copy", op)
 		}
 	}
-	if rbErr := tx.Rollback(); err == nil && rbErr != nil {
-		return rbErr
-	}
-	if err != nil {
-		return safeToRetry(dupAsExists(op, newJTI, err)) // not committed
+	if err := rollback(tx, op, newJTI, err); err != nil {
+		return err
 	}
 	return b.rotateRefused(ctx, op, oldArg)
 }
@@ -293,6 +284,19 @@ func (b *Backend) subArgs(sub string) []any {
 		return []any{sub, sub}
 	}
 	return []any{sub}
+}
+
+// rollback ends a rotation's transaction that will not commit, after err
+// (nil when the conditional update matched nothing). It returns err marked
+// safe to retry (nothing was committed), with a duplicate new JTI as
+// backend.ErrAlreadyExists; else the rollback's own error; nil when the
+// caller goes on to say why the update matched nothing.
+func rollback(tx txQuerier, op string, newJTI uuid.UUID, err error) error {
+	rbErr := tx.Rollback()
+	if err != nil {
+		return safeToRetry(dupAsExists(op, newJTI, err)) // not committed
+	}
+	return rbErr
 }
 
 func dupAsExists(op string, newJTI uuid.UUID, err error) error {
