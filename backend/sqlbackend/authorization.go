@@ -100,18 +100,12 @@ func (b *Backend) GetAuthorizationFlow(ctx context.Context, code string, maxVali
 	}
 	args := []any{backend.HashCode(code), b.timeArg(liveSince(b.now(), maxValidity))}
 	var r authRow
-	err := b.retry(ctx, func() error {
-		found, err := queryRow(ctx, b.pool, b.q.getAuth, args, r.dest()...)
-		if err != nil {
-			return b.wrap(ctx, op, safeToRetry(err))
-		}
-		if !found {
-			return fmt.Errorf("authdb: %s: %w", op, backend.ErrNotFound)
-		}
-		return nil
-	})
+	found, err := b.readRow(ctx, op, b.q.getAuth, args, r.dest()...)
 	if err != nil {
 		return backend.AuthorizationFlow{}, err
+	}
+	if !found {
+		return backend.AuthorizationFlow{}, fmt.Errorf("authdb: %s: %w", op, backend.ErrNotFound)
 	}
 	return r.flow()
 }

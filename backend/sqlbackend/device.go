@@ -83,16 +83,10 @@ func (b *Backend) DeviceFlowValidateUserCode(ctx context.Context, userCode strin
 	}
 	since := b.timeArg(liveSince(b.now(), maxValidity))
 	var scope string
-	err := b.retry(ctx, func() error {
-		found, err := queryRow(ctx, b.pool, b.q.validateUserCode, []any{code, since}, &scope)
-		if err != nil {
-			return b.wrap(ctx, op, safeToRetry(err))
-		}
-		if !found {
-			return fmt.Errorf("authdb: %s %q: %w", op, code, backend.ErrNotFound)
-		}
-		return nil
-	})
+	found, err := b.readRow(ctx, op, b.q.validateUserCode, []any{code, since}, &scope)
+	if err == nil && !found {
+		err = fmt.Errorf("authdb: %s %q: %w", op, code, backend.ErrNotFound)
+	}
 	return scope, err
 }
 
@@ -131,20 +125,28 @@ func (b *Backend) GetDeviceFlow(ctx context.Context, deviceCode string) (backend
 		return backend.DeviceFlow{}, err
 	}
 	var r deviceRow
-	err := b.retry(ctx, func() error {
-		found, err := queryRow(ctx, b.pool, b.q.getDevice, []any{backend.HashCode(deviceCode)}, r.dest()...)
-		if err != nil {
-			return b.wrap(ctx, op, safeToRetry(err))
-		}
-		if !found {
-			return fmt.Errorf("authdb: %s: %w", op, backend.ErrNotFound)
-		}
-		return nil
-	})
+	found, err := b.readRow(ctx, op, b.q.getDevice, []any{backend.HashCode(deviceCode)}, r.dest()...)
 	if err != nil {
 		return backend.DeviceFlow{}, err
 	}
+	if !found {
+		return backend.DeviceFlow{}, fmt.Errorf("authdb: %s: %w", op, backend.ErrNotFound)
+	}
 	return r.flow()
+}
+
+// readRow runs a read of at most one row into dest with the backend's
+// retry policy (a lost connection is retried: a read does nothing twice);
+// found is false when there is no row. Driver errors are wrapped with op.
+func (b *Backend) readRow(ctx context.Context, op, query string, args []any, dest ...any) (found bool, err error) {
+	err = b.retry(ctx, func() error {
+		var err error
+		if found, err = queryRow(ctx, b.pool, query, args, dest...); err != nil {
+			return b.wrap(ctx, op, safeToRetry(err))
+		}
+		return nil
+	})
+	return found, err
 }
 
 // UpdateDeviceFlowStatus implements backend.Backend: one UPDATE.

@@ -36,18 +36,12 @@ func (b *Backend) GetRefreshToken(ctx context.Context, jti uuid.UUID) (backend.R
 		return backend.RefreshToken{}, err
 	}
 	var r tokenRow
-	err := b.retry(ctx, func() error {
-		found, err := queryRow(ctx, b.pool, b.q.getToken, []any{b.idArg(jti)}, r.dest()...)
-		if err != nil {
-			return b.wrap(ctx, op, safeToRetry(err))
-		}
-		if !found {
-			return fmt.Errorf("authdb: %s %s: %w", op, jti, backend.ErrNotFound)
-		}
-		return nil
-	})
+	found, err := b.readRow(ctx, op, b.q.getToken, []any{b.idArg(jti)}, r.dest()...)
 	if err != nil {
 		return backend.RefreshToken{}, err
+	}
+	if !found {
+		return backend.RefreshToken{}, fmt.Errorf("authdb: %s %s: %w", op, jti, backend.ErrNotFound)
 	}
 	return r.t, nil
 }
