@@ -121,7 +121,7 @@ func parseSQLite(rawURL string) (*config, error) {
 	if err := cfg.takePool(q); err != nil {
 		return nil, err
 	}
-	busy := strconv.Itoa(DefaultSQLiteBusyTimeout)
+	ms := DefaultSQLiteBusyTimeout
 	sync := "NORMAL"
 	for k, v := range q {
 		if !passThrough[dialect.SQLite][k] {
@@ -136,7 +136,7 @@ func parseSQLite(rawURL string) (*config, error) {
 			if err != nil || n < 0 {
 				return nil, invalidURL(cfg.where, "_busy_timeout %q is not a number of milliseconds", v[0])
 			}
-			busy = strconv.Itoa(n)
+			ms = n
 		case "_synchronous":
 			switch s := strings.ToUpper(v[0]); s {
 			case "OFF", "NORMAL", "FULL", "EXTRA":
@@ -146,7 +146,6 @@ func parseSQLite(rawURL string) (*config, error) {
 			}
 		}
 	}
-	ms, _ := strconv.Atoi(busy)
 	cfg.busy = time.Duration(ms) * time.Millisecond
 	params := url.Values{}
 	// SQLite's own busy handler cannot be interrupted: it waits at most
