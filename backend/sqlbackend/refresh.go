@@ -181,7 +181,7 @@ func (b *Backend) rotateOnce(ctx context.Context, op string, oldJTI, newJTI uuid
 		if err == nil && found {
 			_, err = exec(ctx, tx, b.q.rotateInsert, newArg, out.Scope, out.Sub)
 			if err == nil {
-				return tx.Commit()
+				return b.commitRotation(ctx, tx, newArg, out)
 			}
 		}
 		if err := rollback(tx, op, newJTI, err); err != nil {
@@ -208,7 +208,7 @@ func (b *Backend) rotateOnce(ctx context.Context, op string, oldJTI, newJTI uuid
 		if err == nil && n == 1 {
 			_, err = exec(ctx, tx, b.q.rotateInsert, newArg, out.Scope, out.Sub)
 			if err == nil {
-				return tx.Commit()
+				return b.commitRotation(ctx, tx, newArg, out)
 			}
 		}
 		if err := rollback(tx, op, newJTI, err); err != nil {
@@ -231,7 +231,7 @@ func (b *Backend) rotateMariaDB(ctx context.Context, op, oldArg, newArg string, 
 		var found bool
 		found, err = queryRow(ctx, tx, b.q.rotateInsert, []any{newArg, oldArg}, &out.Scope, &out.Sub)
 		if err == nil && found {
-			return tx.Commit()
+			return b.commitRotation(ctx, tx, newArg, out)
 		}
 		if err == nil {
 			err = fmt.Errorf("authdb: %s: the revoked token vanished before the copy", op)
@@ -296,6 +296,28 @@ func rollback(tx txQuerier, op string, newJTI uuid.UUID, err error) error {
 func dupAsExists(op string, newJTI uuid.UUID, err error) error {
 	if sqldialect.IsDuplicate(err) {
 		return fmt.Errorf("authdb: %s: new_jti %s: %w", op, newJTI, backend.ErrAlreadyExists)
+	}
+	return err
+}
+
+// commitRotation commits a rotation's transaction. A connection lost during
+// COMMIT leaves the outcome unknown: the server may have committed. The new
+// token is then read back on another connection; if it is there, CREATED,
+// with the old token's subject, the rotation happened and the call
+// succeeds, so that a client is not told a rotation failed that landed (its
+// retry with the old token would be taken for a replay). Otherwise the
+// COMMIT's error is returned as it is (never retried: the COMMIT may still
+// land).
+func (b *Backend) commitRotation(ctx context.Context, tx txQuerier, newArg string, out *backend.RefreshToken) error {
+	err := tx.Commit()
+	if err == nil || !isConnLost(err) || ctx.Err() != nil {
+		return err
+	}
+	var r tokenRow
+	found, rerr := queryRow(ctx, b.pool, b.q.getToken, []any{newArg}, r.dest()...)
+	if rerr == nil && found && r.t.Status == backend.TokenCreated && r.t.Sub == out.Sub {
+		b.opts.Logger.Debug("authdb: rotation committed although its COMMIT lost the connection", "error", err)
+		return nil
 	}
 	return err
 }
