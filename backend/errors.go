@@ -28,3 +28,21 @@ var (
 	// ErrUnsupported: the backend or engine cannot do this (e.g. partitions outside MySQL).
 	ErrUnsupported = errors.New("authdb: unsupported")
 )
+
+// sentinels lists every sentinel above, for IsSentinel.
+var sentinels = []error{
+	ErrNotFound, ErrExpired, ErrNotPending, ErrAuthorizationPending, ErrAlreadyUsed, ErrFlowFailed,
+	ErrAlreadyExists, ErrCodeCollision, ErrTokenReused, ErrInvalidInput, ErrUnsupported,
+}
+
+// IsSentinel reports whether err wraps one of this package's sentinel
+// errors: an outcome of the contract, as opposed to a driver or I/O error.
+// Backends use it to wrap only the latter at their boundary.
+func IsSentinel(err error) bool {
+	for _, s := range sentinels {
+		if errors.Is(err, s) {
+			return true
+		}
+	}
+	return false
+}

@@ -284,7 +284,7 @@ func (b *Backend) retryRaced(ctx context.Context, op string, once func() error) 
 		for range MaxAttempts {
 			err := once()
 			if !errors.Is(err, errRaced) {
-				if err != nil && !isSentinel(err) {
+				if err != nil && !backend.IsSentinel(err) {
 					return b.wrap(ctx, op, err)
 				}
 				return err
@@ -292,22 +292,4 @@ func (b *Backend) retryRaced(ctx context.Context, op string, once func() error) 
 		}
 		return fmt.Errorf("authdb: %s: %w", op, errRaced)
 	})
-}
-
-// sentinels are the outcomes operations report as they are (already
-// wrapped with their context); anything else from an attempt is a driver
-// error to wrap.
-var sentinels = []error{
-	backend.ErrNotFound, backend.ErrExpired, backend.ErrNotPending, backend.ErrAuthorizationPending,
-	backend.ErrAlreadyUsed, backend.ErrFlowFailed, backend.ErrAlreadyExists, backend.ErrCodeCollision,
-	backend.ErrTokenReused, backend.ErrInvalidInput, backend.ErrUnsupported,
-}
-
-func isSentinel(err error) bool {
-	for _, s := range sentinels {
-		if errors.Is(err, s) {
-			return true
-		}
-	}
-	return false
 }
