@@ -2,6 +2,7 @@ package sqlbackend_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -256,15 +257,38 @@ func TestCancelledWriteNotApplied(t *testing.T) {
 			if err := tx.Commit(); err != nil {
 				t.Fatal(err)
 			}
-			// An orphaned statement would now run; give it the time to.
-			for range 20 {
-				tok, err := b.GetRefreshToken(ctx, jti)
-				if err != nil || tok.Status != backend.TokenCreated || tok.Scope != "locked" {
-					t.Fatalf("token = %+v, %v; want CREATED with the locker's scope", tok, err)
-				}
-				time.Sleep(10 * time.Millisecond)
+			// An orphaned statement would now run: read once no other session
+			// of this database runs a statement any more.
+			waitNoOtherStatement(t, e, db)
+			tok, err := b.GetRefreshToken(ctx, jti)
+			if err != nil || tok.Status != backend.TokenCreated || tok.Scope != "locked" {
+				t.Fatalf("token = %+v, %v; want CREATED with the locker's scope", tok, err)
 			}
 		})
+	}
+}
+
+// waitNoOtherStatement polls the server (a condition, not a timed wait)
+// until no session of db's database but db's own runs a statement.
+func waitNoOtherStatement(t *testing.T, e engine, db *sql.DB) {
+	t.Helper()
+	query := `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' AND pid <> pg_backend_pid()`
+	if e.name == "mysql" {
+		query = `SELECT count(*) FROM information_schema.PROCESSLIST WHERE DB = DATABASE() AND COMMAND = 'Query' AND ID <> CONNECTION_ID()`
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var n int
+		if err := db.QueryRow(query).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d statements still run on the server 10s after the lock was released", n)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 
