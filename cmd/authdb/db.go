@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -79,6 +80,11 @@ func (a *app) openError(err error) error {
 	case !known:
 		return fmt.Errorf("cannot open database: unknown scheme %q in %q (known: %s)",
 			scheme, backend.Redact(raw), strings.Join(backend.Schemes(), ", "))
+	}
+	if strings.HasPrefix(cause, "open ") {
+		// The backend's error names the engine and host already
+		// ("open postgres://host:5432: cannot reach the database: ...").
+		return errors.New(cause)
 	}
 	return fmt.Errorf("cannot open %s: %s", target(raw), cause)
 }
