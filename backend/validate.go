@@ -128,3 +128,21 @@ func DecodeIDToken(b []byte) (map[string]any, error) {
 	}
 	return m, nil
 }
+
+// PrepareAuthorizationIDToken does the part of AuthorizationFlowInsertIDToken
+// every backend shares, before it touches the store: it encodes idToken
+// (ErrInvalidInput naming "id_token"), parses the flow id (dashed or 32 hex
+// digits, any case; anything else names no flow: ErrNotPending) and makes
+// the fresh plain code. Callers wrap the error with their operation.
+func PrepareAuthorizationIDToken(flowID string, idToken map[string]any) (id uuid.UUID, tokenJSON []byte, code string, err error) {
+	if tokenJSON, err = EncodeIDToken(idToken); err != nil {
+		return uuid.Nil, nil, "", err
+	}
+	if id, err = ParseStoredUUID(flowID); err != nil {
+		return uuid.Nil, nil, "", fmt.Errorf("flow %q: %w", flowID, ErrNotPending)
+	}
+	if code, err = GenerateCode(); err != nil {
+		return uuid.Nil, nil, "", err
+	}
+	return id, tokenJSON, code, nil
+}

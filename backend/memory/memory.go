@@ -355,15 +355,7 @@ func (b *Backend) AuthorizationFlowInsertIDToken(ctx context.Context, flowID str
 	if err := ctx.Err(); err != nil {
 		return "", "", fmt.Errorf("authdb: %s: %w", op, err)
 	}
-	raw, err := backend.EncodeIDToken(idToken)
-	if err != nil {
-		return "", "", fmt.Errorf("authdb: %s: %w", op, err)
-	}
-	id, err := backend.ParseStoredUUID(flowID)
-	if err != nil {
-		return "", "", fmt.Errorf("authdb: %s %q: %w", op, flowID, backend.ErrNotPending)
-	}
-	code, err := backend.GenerateCode()
+	id, raw, code, err := backend.PrepareAuthorizationIDToken(flowID, idToken)
 	if err != nil {
 		return "", "", fmt.Errorf("authdb: %s: %w", op, err)
 	}

@@ -52,15 +52,7 @@ func (b *Backend) AuthorizationFlowInsertIDToken(ctx context.Context, flowID str
 	if err := start(ctx, op); err != nil {
 		return "", "", err
 	}
-	tok, err := backend.EncodeIDToken(idToken)
-	if err != nil {
-		return "", "", fmt.Errorf("authdb: %s: %w", op, err)
-	}
-	id, err := backend.ParseStoredUUID(flowID)
-	if err != nil {
-		return "", "", fmt.Errorf("authdb: %s %q: %w", op, flowID, backend.ErrNotPending)
-	}
-	code, err := backend.GenerateCode()
+	id, tok, code, err := backend.PrepareAuthorizationIDToken(flowID, idToken)
 	if err != nil {
 		return "", "", fmt.Errorf("authdb: %s: %w", op, err)
 	}
