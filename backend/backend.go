@@ -76,6 +76,13 @@ type RefreshToken struct {
 	Status TokenStatus
 	Scope  string
 	Sub    string
+	// FamilyID is the JTI of the first token of the token's family (its login
+	// session); uuid.Nil when the row has none (written by DiracX, or before
+	// families): such a token is its own family's first token.
+	FamilyID uuid.UUID
+	// ReplacedBy is the JTI of the token's successor, set by the rotation
+	// that revoked it; uuid.Nil when none.
+	ReplacedBy uuid.UUID
 }
 
 // Backend is the storage contract of authdb, the method set of the DiracX
@@ -195,6 +202,11 @@ type Backend interface {
 	// one token exactly one succeeds, the others get ErrTokenReused, and
 	// afterwards the subject has no live token.
 	RotateRefreshToken(ctx context.Context, oldJTI, newJTI uuid.UUID) (RefreshToken, error)
+
+	// RevokeRefreshTokenFamily revokes every token of the family of jti (signs
+	// out one login session) and returns how many changed (tokens already
+	// revoked are not counted). Unknown jti: ErrNotFound.
+	RevokeRefreshTokenFamily(ctx context.Context, jti uuid.UUID) (int64, error)
 
 	// CleanExpiredDeviceFlows deletes device flows created before
 	// now-maxRetention (CreationTime < now-maxRetention), whatever their

@@ -27,12 +27,17 @@ var (
 	ErrInvalidInput = errors.New("authdb: invalid input")
 	// ErrUnsupported: the backend or engine cannot do this (e.g. partitions outside MySQL).
 	ErrUnsupported = errors.New("authdb: unsupported")
+	// ErrOutcomeUnknown: the call may or may not have taken effect (the
+	// connection was lost, the reply never came, or the context ended after a
+	// statement may have reached the server) and a read-back could not tell.
+	// When a context ended the call, the error wraps the context's error too.
+	ErrOutcomeUnknown = errors.New("authdb: outcome unknown")
 )
 
 // sentinels lists every sentinel above, for IsSentinel.
 var sentinels = []error{
 	ErrNotFound, ErrExpired, ErrNotPending, ErrAuthorizationPending, ErrAlreadyUsed, ErrFlowFailed,
-	ErrAlreadyExists, ErrCodeCollision, ErrTokenReused, ErrInvalidInput, ErrUnsupported,
+	ErrAlreadyExists, ErrCodeCollision, ErrTokenReused, ErrInvalidInput, ErrUnsupported, ErrOutcomeUnknown,
 }
 
 // IsSentinel reports whether err wraps one of this package's sentinel

@@ -2,6 +2,7 @@ package backend
 
 import (
 	"log/slog"
+	"strconv"
 	"time"
 )
 
@@ -30,7 +31,55 @@ type Options struct {
 	// CleanupProgress, when set, is called after each clean-up batch with the
 	// table name and the rows deleted so far by the current call.
 	CleanupProgress func(table string, deletedSoFar int64)
+	// ReuseScope is what a replayed refresh token revokes (WithReuseScope).
+	ReuseScope ReuseScope
+	// RotationGrace is the window in which a rotated token may be rotated
+	// again and converge on its successor (WithRotationGrace); 0: none.
+	RotationGrace time.Duration
+	// FamilyLifetime bounds a family's age at rotation (WithFamilyLifetime); 0: none.
+	FamilyLifetime time.Duration
 }
+
+// ReuseScope says what a replay of a revoked refresh token revokes.
+type ReuseScope int
+
+const (
+	// RevokeSubject revokes every token of the token's subject (the default:
+	// DiracX's behaviour).
+	RevokeSubject ReuseScope = iota
+	// RevokeFamily revokes only the replayed token's family, one login
+	// session (RFC 9700 §4.14.2). Where the family cannot be followed (rows
+	// without FamilyID that DiracX rotated), the subject is revoked.
+	RevokeFamily
+)
+
+// String names the scope ("subject", "family").
+func (s ReuseScope) String() string {
+	switch s {
+	case RevokeSubject:
+		return "subject"
+	case RevokeFamily:
+		return "family"
+	}
+	return "ReuseScope(" + strconv.Itoa(int(s)) + ")"
+}
+
+// WithReuseScope sets what a replayed refresh token revokes: RevokeSubject
+// (the default) or RevokeFamily. ErrTokenReused is returned either way.
+func WithReuseScope(s ReuseScope) Option { return func(o *Options) { o.ReuseScope = s } }
+
+// WithRotationGrace sets the grace window (default 0: none): rotating a
+// token that was rotated less than d ago, whose successor is still CREATED,
+// inserts nothing and succeeds, returning the old record with ReplacedBy set
+// to that successor, which the caller hands out again. Concurrent refreshes
+// of one token thus converge on one live token. A thief replaying within the
+// window gets the successor too: keep it to a few seconds.
+func WithRotationGrace(d time.Duration) Option { return func(o *Options) { o.RotationGrace = d } }
+
+// WithFamilyLifetime bounds a login session (default 0: no bound): rotating
+// a token whose family started more than d ago returns ErrExpired and
+// writes nothing.
+func WithFamilyLifetime(d time.Duration) Option { return func(o *Options) { o.FamilyLifetime = d } }
 
 // DefaultCleanupBatchSize is the number of rows one clean-up statement
 // deletes at most unless WithCleanupBatchSize says otherwise.

@@ -675,3 +675,9 @@ func (b *Backend) Close() error {
 	b.tokens = nil
 	return nil
 }
+
+// RevokeRefreshTokenFamily implements backend.Backend.
+// TODO(families): not implemented yet.
+func (b *Backend) RevokeRefreshTokenFamily(ctx context.Context, jti uuid.UUID) (int64, error) {
+	return 0, fmt.Errorf("authdb: revoke refresh token family %s: %w", jti, backend.ErrUnsupported)
+}

@@ -321,3 +321,9 @@ func (b *Backend) commitRotation(ctx context.Context, tx txQuerier, newArg strin
 	}
 	return err
 }
+
+// RevokeRefreshTokenFamily implements backend.Backend.
+// TODO(families): not implemented yet.
+func (b *Backend) RevokeRefreshTokenFamily(ctx context.Context, jti uuid.UUID) (int64, error) {
+	return 0, fmt.Errorf("authdb: revoke refresh token family %s: %w", jti, backend.ErrUnsupported)
+}

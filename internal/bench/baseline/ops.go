@@ -755,3 +755,9 @@ func (st *Store) clean(ctx context.Context, op string, p *stmt, bound any) (int6
 		}
 	}
 }
+
+// RevokeRefreshTokenFamily implements backend.Backend.
+// TODO(families): not implemented yet.
+func (st *Store) RevokeRefreshTokenFamily(ctx context.Context, jti uuid.UUID) (int64, error) {
+	return 0, fmt.Errorf("baseline: revoke refresh token family %s: %w", jti, backend.ErrUnsupported)
+}
