@@ -1,7 +1,7 @@
 // Package conformance is the test suite every authdb backend must pass: the
 // built-in memory and SQL backends run it, and so should a third party's.
 // It checks, through the backend.Backend interface only, every line of the
-// contract written in package backend and in DESIGN.md: results, each
+// contract written in package backend and in docs/design.md: results, each
 // sentinel error, atomicity, exactly-once redemption under concurrency,
 // validation of bad input, verbatim storage of hostile strings, context
 // cancellation, and a load test.

@@ -88,7 +88,7 @@ func diff(t *testing.T, got, want []string) {
 }
 
 // TestSchemaMatchesDiracX: the tables authdb creates are, as each engine's
-// catalog reports them, the tables DiracX's DDL creates (DESIGN.md, "SQL
+// catalog reports them, the tables DiracX's DDL creates (docs/design.md, "SQL
 // schema"), plus authdb's own indexes; reopening changes nothing and logs
 // no skipped change.
 func TestSchemaMatchesDiracX(t *testing.T) {

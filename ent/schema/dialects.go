@@ -1,6 +1,6 @@
 // Package schema holds the hand-written ent schemas of authdb's three tables,
 // which mirror the DiracX Auth DB table for table and column for column
-// (see DESIGN.md, "SQL schema", and the DiracX DDL fixtures in
+// (see docs/design.md, "SQL schema", and the DiracX DDL fixtures in
 // backend/sqlbackend/testdata). Table and column names are set explicitly
 // (entsql.Annotation{Table: ...}, StorageKey) and every column's type is
 // given per dialect, from the one table in this file, so that ent's migration
