@@ -62,7 +62,10 @@ type Backend struct {
 	tokens *tokenStore
 }
 
-var _ backend.Backend = (*Backend)(nil)
+var (
+	_ backend.Backend   = (*Backend)(nil)
+	_ backend.Describer = (*Backend)(nil)
+)
 
 type deviceFlow struct {
 	userCode, clientID, scope, deviceCodeHash string
@@ -575,6 +578,7 @@ func (b *Backend) RotateRefreshToken(ctx context.Context, oldJTI, newJTI uuid.UU
 	}
 	if b.tokens.subs[si].tokens[i].revoked {
 		n := b.tokens.revokeAll(si)
+		b.reused(ctx, backend.ReuseEvent{Sub: b.tokens.subs[si].sub, JTI: oldJTI, Scope: backend.RevokeSubject, Revoked: n})
 		return backend.RefreshToken{}, fmt.Errorf("authdb: %s %s: replayed; %d tokens of the subject revoked: %w",
 			op, oldJTI, n, backend.ErrTokenReused)
 	}
@@ -584,6 +588,17 @@ func (b *Backend) RotateRefreshToken(ctx context.Context, oldJTI, newJTI uuid.UU
 	}
 	return b.tokens.rotate(si, i, newJTI), nil
 }
+
+// reused records a detected replay (backend.ReportReuse: a Warn record on
+// the backend's logger and the context's Observer), once per replay,
+// after the revocation. It runs under b.mu: the Observer must not call
+// the backend.
+func (b *Backend) reused(ctx context.Context, e backend.ReuseEvent) {
+	backend.ReportReuse(ctx, b.opts.Logger, e)
+}
+
+// Describe implements backend.Describer: System "memory", nothing else.
+func (b *Backend) Describe() backend.Description { return backend.Description{System: "memory"} }
 
 // CleanExpiredDeviceFlows implements backend.Backend: one scan of the store.
 func (b *Backend) CleanExpiredDeviceFlows(ctx context.Context, maxRetention time.Duration) (int64, error) {

@@ -112,9 +112,10 @@ func retry(ctx context.Context, busyBudget time.Duration, logger *slog.Logger, f
 }
 
 // retry runs fn with the backend's policy (Retry, and on SQLite the busy
-// budget), logging retries on the backend's logger.
+// budget), logging retries on the backend's logger and reporting each to
+// the context's backend.Observer (observeRetries).
 func (b *Backend) retry(ctx context.Context, fn func() error) error {
-	return retry(ctx, b.busyBudget, b.opts.Logger, fn)
+	return retry(ctx, b.busyBudget, b.opts.Logger, observeRetries(ctx, fn))
 }
 
 // busyWait bounds one sleep while SQLite is busy.

@@ -198,7 +198,7 @@ func (b *Backend) rotateOnce(ctx context.Context, op string, oldJTI, newJTI uuid
 			return safeToRetry(err)
 		}
 		if !found || status == string(backend.TokenRevoked) {
-			return b.refuse(ctx, op, found, out.Sub)
+			return b.refuse(ctx, op, oldArg, found, out.Sub)
 		}
 		tx, err := b.beginTx(ctx, b.q.rotate, b.q.rotateInsert)
 		if err != nil {
@@ -254,13 +254,13 @@ func (b *Backend) rotateRefused(ctx context.Context, op, oldArg string) error {
 	if found && status != string(backend.TokenRevoked) {
 		return errRaced // inserted after the update's snapshot
 	}
-	return b.refuse(ctx, op, found, sub)
+	return b.refuse(ctx, op, oldArg, found, sub)
 }
 
-// refuse ends a rotation of an unknown (found false) or revoked token:
-// ErrNotFound, or the replay's revocation of every token of sub and
-// ErrTokenReused.
-func (b *Backend) refuse(ctx context.Context, op string, found bool, sub string) error {
+// refuse ends a rotation of an unknown (found false) or revoked token
+// (oldArg, as idArg writes it): ErrNotFound, or the replay's revocation of
+// every token of sub, reported (reused), and ErrTokenReused.
+func (b *Backend) refuse(ctx context.Context, op, oldArg string, found bool, sub string) error {
 	if !found {
 		return fmt.Errorf("authdb: %s: %w", op, backend.ErrNotFound)
 	}
@@ -268,6 +268,8 @@ func (b *Backend) refuse(ctx context.Context, op string, found bool, sub string)
 	if err != nil {
 		return safeToRetry(err) // revoking again does no harm
 	}
+	jti, _ := uuid.Parse(oldArg) // dashed or 32 hex digits
+	b.reused(ctx, backend.ReuseEvent{Sub: sub, JTI: jti, Scope: backend.RevokeSubject, Revoked: n})
 	return fmt.Errorf("authdb: %s: replayed, %d tokens of the subject revoked: %w", op, n, backend.ErrTokenReused)
 }
 

@@ -54,8 +54,9 @@ type Backend struct {
 	// lock (the URL's _busy_timeout).
 	busyBudget time.Duration
 	q          *queries
-	stmts      *stmtCache // q's statements, prepared on first use
-	pool       pool       // autocommit statements through stmts
+	stmts      *stmtCache          // q's statements, prepared on first use
+	pool       pool                // autocommit statements through stmts
+	desc       backend.Description // Describe's namespace, host and port
 }
 
 var (
@@ -95,7 +96,12 @@ func OpenWrapped(ctx context.Context, rawURL string, wrap func(driver.Connector)
 		return nil, fmt.Errorf("authdb: open %s: %w", cfg.where, err)
 	}
 	configurePool(db, cfg, o)
-	return newBackend(ctx, db, cfg.dialect, cfg.where, o, killer, cfg.busy)
+	b, err := newBackend(ctx, db, cfg.dialect, cfg.where, o, killer, cfg.busy)
+	if err != nil {
+		return nil, err
+	}
+	b.desc = describeURL(cfg, rawURL)
+	return b, nil
 }
 
 // DSN returns the database/sql driver name ("sqlite3", "postgres" or
