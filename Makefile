@@ -1,11 +1,14 @@
 GO ?= go
 export CGO_ENABLED = 1
+SHELL := /bin/bash
 
 .PHONY: test test-restart demo generate bench bench-partition lint
 
-## test: every test of every package, with the race detector.
+## test: every test of every package, with the race detector, on the servers
+## of internal/testdb (the variables, else the local defaults); the last line
+## says how many tests ran and what was skipped, and why (internal/testsummary).
 test:
-	$(GO) test -race -count=1 -timeout 30m ./...
+	@set -o pipefail; $(GO) test -race -count=1 -timeout 30m -json ./... | $(GO) run ./internal/testsummary
 
 ## test-restart: stop and start the local PostgreSQL and MariaDB under open
 ## backends (internal/reliability, build tag "restart"). It disturbs every other
@@ -16,7 +19,9 @@ test-restart:
 ## demo: a device flow, a PKCE flow, a refresh rotation and a replay, on a
 ## fresh SQLite file (removed afterwards), printing each step.
 demo:
-	@dir=$$(mktemp -d "$${TMPDIR:-/tmp}/authdb-demo.XXXXXX") && \
+	@echo "building authdb (the first build compiles SQLite and takes a minute or two)..." >&2; \
+	$(GO) build -o /dev/null ./cmd/authdb || exit 1; \
+	dir=$$(mktemp -d "$${TMPDIR:-/tmp}/authdb-demo.XXXXXX") && \
 	$(GO) run ./cmd/authdb --db "sqlite://$$dir/demo.db" demo; \
 	status=$$?; rm -rf "$$dir"; exit $$status
 

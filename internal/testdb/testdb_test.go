@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestNewDatabaseIsEmptyAndReachable(t *testing.T) {
@@ -37,5 +38,32 @@ func TestDSNErrorHidesPassword(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "s3cret") {
 		t.Errorf("DSN error %q contains the password", err)
+	}
+}
+
+// TestMissingDatabaseMessage: a URL naming a database that does not exist
+// gets one clear line naming it, not a driver error per test.
+func TestMissingDatabaseMessage(t *testing.T) {
+	for _, e := range []Engine{Postgres, MySQL} {
+		t.Run(string(e), func(t *testing.T) {
+			u, err := parseURL(ServerURL(t, e))
+			if err != nil {
+				t.Fatal(err)
+			}
+			u.Path = "/authdb_no_such_database"
+			err = probe(u.String(), 10*time.Second)
+			want := `database "authdb_no_such_database" does not exist on ` + u.Host
+			if err == nil || !strings.HasPrefix(err.Error(), want) {
+				t.Fatalf("probe: %v, want %q...", err, want)
+			}
+		})
+	}
+}
+
+// TestNoServerMessage: nothing listening gets a one-line reason.
+func TestNoServerMessage(t *testing.T) {
+	err := probe("postgres://postgres@127.0.0.1:1/test?sslmode=disable", 5*time.Second)
+	if err == nil || err.Error() != "nothing listens on 127.0.0.1:1" {
+		t.Fatalf("probe: %v, want nothing listens on 127.0.0.1:1", err)
 	}
 }
