@@ -9,7 +9,6 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/lib/pq"
-	"github.com/mattn/go-sqlite3"
 )
 
 func TestIsTransient(t *testing.T) {
@@ -24,9 +23,6 @@ func TestIsTransient(t *testing.T) {
 		{&mysql.MySQLError{Number: 1213}, true},
 		{&mysql.MySQLError{Number: 1205}, true},
 		{&mysql.MySQLError{Number: 1062}, false},
-		{sqlite3.Error{Code: sqlite3.ErrBusy}, true},
-		{sqlite3.Error{Code: sqlite3.ErrLocked}, true},
-		{sqlite3.Error{Code: sqlite3.ErrConstraint}, false},
 		{errors.New("boom"), false},
 		{context.Canceled, false},
 	} {

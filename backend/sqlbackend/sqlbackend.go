@@ -14,7 +14,6 @@ import (
 	entsql "entgo.io/ent/dialect/sql"
 	"github.com/go-sql-driver/mysql"
 	"github.com/lib/pq"
-	"github.com/mattn/go-sqlite3" // also registers the sqlite3 driver
 
 	"github.com/authdb/authdb/backend"
 	"github.com/authdb/authdb/ent"
@@ -220,17 +219,12 @@ func openDB(cfg *config, wrap func(driver.Connector) driver.Connector) (*sql.DB,
 		}
 		return sql.OpenDB(wrap(c)), nil, nil
 	}
-	return sql.OpenDB(wrap(sqliteConnector{cfg.dsn})), nil, nil
+	c, err := newSQLiteConnector(cfg.dsn)
+	if err != nil {
+		return nil, nil, err
+	}
+	return sql.OpenDB(wrap(c)), nil, nil
 }
-
-// sqliteConnector opens SQLite connections as sql.Open("sqlite3", dsn) does.
-type sqliteConnector struct{ dsn string }
-
-func (c sqliteConnector) Connect(context.Context) (driver.Conn, error) {
-	return (&sqlite3.SQLiteDriver{}).Open(c.dsn)
-}
-
-func (sqliteConnector) Driver() driver.Driver { return &sqlite3.SQLiteDriver{} }
 
 // configurePool applies the pool settings: the URL's parameters win over the
 // options, which win over the defaults. sqlite://:memory: always uses one

@@ -12,7 +12,6 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/lib/pq"
-	"github.com/mattn/go-sqlite3"
 )
 
 // Dialect names, as entgo.io/ent/dialect spells them.
@@ -63,11 +62,9 @@ func IsTransient(err error) bool {
 	return IsBusy(err)
 }
 
-// IsBusy reports whether err is SQLite's busy or locked database.
-func IsBusy(err error) bool {
-	var liteErr sqlite3.Error
-	return errors.As(err, &liteErr) && (liteErr.Code == sqlite3.ErrBusy || liteErr.Code == sqlite3.ErrLocked)
-}
+// IsBusy reports whether err is SQLite's busy or locked database (always
+// false in a binary built without cgo, which has no SQLite: sqlite_cgo.go).
+func IsBusy(err error) bool { return isSQLiteBusy(err) }
 
 // IsDuplicate reports whether err is a primary-key or unique violation
 // (PostgreSQL 23505, MySQL 1062, SQLite's primary-key or unique constraint).
@@ -80,10 +77,5 @@ func IsDuplicate(err error) bool {
 	if errors.As(err, &myErr) {
 		return myErr.Number == 1062
 	}
-	var liteErr sqlite3.Error
-	if errors.As(err, &liteErr) {
-		return liteErr.ExtendedCode == sqlite3.ErrConstraintPrimaryKey ||
-			liteErr.ExtendedCode == sqlite3.ErrConstraintUnique
-	}
-	return false
+	return isSQLiteDuplicate(err)
 }

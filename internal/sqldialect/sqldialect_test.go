@@ -8,7 +8,6 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/lib/pq"
-	"github.com/mattn/go-sqlite3"
 )
 
 func TestRewrite(t *testing.T) {
@@ -24,25 +23,25 @@ func TestRewrite(t *testing.T) {
 	}
 }
 
+type classifyCase struct {
+	err                  error
+	transient, duplicate bool
+}
+
+// sqliteClassifyCases are added by sqlite_cgo_test.go where SQLite is built.
+var sqliteClassifyCases []classifyCase
+
 func TestClassify(t *testing.T) {
-	for _, tc := range []struct {
-		err                  error
-		transient, duplicate bool
-	}{
+	for _, tc := range append([]classifyCase{
 		{&pq.Error{Code: "40001"}, true, false},
 		{fmt.Errorf("op: %w", &pq.Error{Code: "40P01"}), true, false},
 		{&pq.Error{Code: "23505"}, false, true},
 		{&mysql.MySQLError{Number: 1213}, true, false},
 		{&mysql.MySQLError{Number: 1205}, true, false},
 		{&mysql.MySQLError{Number: 1062}, false, true},
-		{sqlite3.Error{Code: sqlite3.ErrBusy}, true, false},
-		{sqlite3.Error{Code: sqlite3.ErrLocked}, true, false},
-		{sqlite3.Error{Code: sqlite3.ErrConstraint, ExtendedCode: sqlite3.ErrConstraintPrimaryKey}, false, true},
-		{sqlite3.Error{Code: sqlite3.ErrConstraint, ExtendedCode: sqlite3.ErrConstraintUnique}, false, true},
-		{sqlite3.Error{Code: sqlite3.ErrConstraint, ExtendedCode: sqlite3.ErrConstraintNotNull}, false, false},
 		{errors.New("boom"), false, false},
 		{context.Canceled, false, false},
-	} {
+	}, sqliteClassifyCases...) {
 		if got := IsTransient(tc.err); got != tc.transient {
 			t.Errorf("IsTransient(%v) = %v, want %v", tc.err, got, tc.transient)
 		}
