@@ -2,7 +2,7 @@ GO ?= go
 export CGO_ENABLED = 1
 SHELL := /bin/bash
 
-.PHONY: test test-restart demo generate bench bench-partition lint
+.PHONY: test test-restart demo generate bench bench-scale bench-partition lint
 
 ## test: every test of every package, with the race detector, on the servers
 ## of internal/testdb (the variables, else the local defaults); the last line
@@ -40,6 +40,21 @@ bench:
 	AUTHDB_TEST_POSTGRES_URL="$${AUTHDB_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test?sslmode=disable}" \
 	AUTHDB_TEST_MYSQL_URL="$${AUTHDB_TEST_MYSQL_URL:-mysql://root@127.0.0.1:3306/test}" AUTHDB_TEST_REQUIRE_DBS=1 \
 	$(GO) test -count=1 -timeout 60m -run '^TestBenchTable$$' -table -1m $(BENCH_FLAGS)
+
+## bench-scale: the scale tables of docs/benchmarks.md (internal/bench,
+## TestScaleTable): throughput by concurrency (1-256 goroutines, authdb
+## beside the baseline, p50/p99/p999, server counters), foreground p99 while
+## clean-up and partition maintenance run, per-operation latency by table
+## size, and listing by partition count; CSV files in $(SCALE_OUT) and the
+## PNG plots drawn from them in docs/img. Options in SCALE_FLAGS, e.g.
+## SCALE_FLAGS='-scale.parts curve -scale.engines postgres -scale.goroutines 1,64'.
+SCALE_OUT ?= /tmp/authdb-scale
+bench-scale:
+	cd internal/bench && \
+	AUTHDB_TEST_POSTGRES_URL="$${AUTHDB_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test?sslmode=disable}" \
+	AUTHDB_TEST_MYSQL_URL="$${AUTHDB_TEST_MYSQL_URL:-mysql://root@127.0.0.1:3306/test}" AUTHDB_TEST_REQUIRE_DBS=1 \
+	$(GO) test -count=1 -timeout 90m -run '^TestScaleTable$$' -scale -scale.out $(SCALE_OUT) $(SCALE_FLAGS)
+	$(GO) run ./internal/bench/plot -in $(SCALE_OUT) -out docs/img
 
 ## bench-partition: fill one month with 1,000,000 refresh tokens on MariaDB/MySQL
 ## (AUTHDB_TEST_MYSQL_URL, default the local server; AUTHDB_PURGE_TOKENS sets the

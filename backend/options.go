@@ -28,6 +28,9 @@ type Options struct {
 	ConnMaxLifetime time.Duration
 	// CleanupBatchSize bounds the rows one clean-up statement deletes.
 	CleanupBatchSize int
+	// CleanupPause is how long a SQL clean-up waits between two batches
+	// (WithCleanupPause); 0: no wait.
+	CleanupPause time.Duration
 	// CleanupProgress, when set, is called after each clean-up batch with the
 	// table name and the rows deleted so far by the current call.
 	CleanupProgress func(table string, deletedSoFar int64)
@@ -85,8 +88,14 @@ func WithFamilyLifetime(d time.Duration) Option { return func(o *Options) { o.Fa
 // deletes at most unless WithCleanupBatchSize says otherwise.
 const DefaultCleanupBatchSize = 10000
 
+// DefaultCleanupPause is how long a SQL clean-up waits between two batches
+// unless WithCleanupPause says otherwise (docs/benchmarks.md, "Latency
+// under maintenance", has the measurements behind it).
+const DefaultCleanupPause = 0 * time.Millisecond
+
 // NewOptions applies opts over the defaults: the system clock, GenerateUserCode,
-// a logger that discards, migration on, DefaultCleanupBatchSize.
+// a logger that discards, migration on, DefaultCleanupBatchSize,
+// DefaultCleanupPause.
 func NewOptions(opts ...Option) Options {
 	o := Options{
 		Clock:             time.Now,
@@ -94,6 +103,7 @@ func NewOptions(opts ...Option) Options {
 		Logger:            slog.New(slog.DiscardHandler),
 		Migrate:           true,
 		CleanupBatchSize:  DefaultCleanupBatchSize,
+		CleanupPause:      DefaultCleanupPause,
 	}
 	for _, opt := range opts {
 		if opt != nil {
@@ -165,4 +175,22 @@ func WithCleanupBatchSize(n int) Option {
 // the table and the rows deleted so far by the running clean-up call.
 func WithCleanupProgress(fn func(table string, deletedSoFar int64)) Option {
 	return func(o *Options) { o.CleanupProgress = fn }
+}
+
+// WithCleanupPause paces the SQL clean-ups (CleanExpiredDeviceFlows,
+// CleanExpiredAuthorizationFlows, CleanExpiredRefreshTokens): after each
+// batch of at most the clean-up batch size (WithCleanupBatchSize) rows
+// that was full, so that more rows may remain, the call waits d before the
+// next batch, leaving the database to the foreground's statements. No
+// statement or transaction is open during the wait. A call deleting n rows
+// thus takes about ceil(n/batch) statements plus (ceil(n/batch)-1)*d of
+// waiting; a context that ends during a wait ends the call at once with
+// the rows deleted so far and the context's error. d < 0 is ignored; 0
+// means no wait. The memory backend, which deletes in one step, ignores it.
+func WithCleanupPause(d time.Duration) Option {
+	return func(o *Options) {
+		if d >= 0 {
+			o.CleanupPause = d
+		}
+	}
 }

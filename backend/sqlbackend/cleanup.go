@@ -2,6 +2,7 @@ package sqlbackend
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/authdb/authdb/backend"
@@ -33,8 +34,10 @@ func (b *Backend) CleanExpiredRefreshTokens(ctx context.Context, maxRetention ti
 // cleanup deletes in batches of at most Options.CleanupBatchSize rows per
 // statement, each its own transaction, so that no statement holds locks
 // for long, until a batch deletes fewer rows; after each batch it calls
-// Options.CleanupProgress. On error it returns the rows deleted so far with
-// the error (the deleted batches stay deleted).
+// Options.CleanupProgress, and before the next one it waits
+// Options.CleanupPause (backend.WithCleanupPause) with no connection held.
+// On error, or when ctx ends during a wait, it returns the rows deleted so
+// far with the error (the deleted batches stay deleted).
 func (b *Backend) cleanup(ctx context.Context, op, table, query string, bound any) (int64, error) {
 	if err := start(ctx, op); err != nil {
 		return 0, err
@@ -63,5 +66,24 @@ func (b *Backend) cleanup(ctx context.Context, op, table, query string, bound an
 		if n < int64(batch) {
 			return total, nil
 		}
+		if err := pause(ctx, b.opts.CleanupPause); err != nil {
+			return total, fmt.Errorf("authdb: %s: %w", op, err)
+		}
+	}
+}
+
+// pause waits d (nothing when d <= 0), or until ctx ends: then it returns
+// the context's error.
+func pause(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }

@@ -159,10 +159,28 @@ func implOptions(c *Clock, extra ...backend.Option) []backend.Option {
 	return append([]backend.Option{backend.WithClock(c.Now)}, extra...)
 }
 
-// NewEnv makes an engine's environment: a new database, migrated, with
+// EnvConfig changes how NewEnvConfig sets an environment up.
+type EnvConfig struct {
+	// MaxOpenConns bounds both implementations' pools (0: sqlbackend's
+	// default, unbounded, for authdb and database/sql's, also unbounded,
+	// for the baseline).
+	MaxOpenConns int
+	// Unpartitioned: on MySQL/MariaDB, RefreshTokens stays unpartitioned
+	// (the migration's partitioning is removed while the table is empty).
+	Unpartitioned bool
+}
+
+// NewEnv makes an engine's environment with the default configuration
+// (NewEnvConfig).
+func NewEnv(tb testing.TB, engine string, mode baseline.Mode) *Env {
+	tb.Helper()
+	return NewEnvConfig(tb, engine, mode, EnvConfig{})
+}
+
+// NewEnvConfig makes an engine's environment: a new database, migrated, with
 // authdb and the baseline (statements in mode) opened on it, each on its
 // own counted pool. Everything is closed and dropped when tb ends.
-func NewEnv(tb testing.TB, engine string, mode baseline.Mode) *Env {
+func NewEnvConfig(tb testing.TB, engine string, mode baseline.Mode, cfg EnvConfig) *Env {
 	tb.Helper()
 	ctx := context.Background()
 	if engine == Memory {
@@ -181,19 +199,32 @@ func NewEnv(tb testing.TB, engine string, mode baseline.Mode) *Env {
 	}
 	env := &Env{Engine: engine, Dialect: dialect, URL: rawURL, Admin: Pool(connector, nil)}
 	tb.Cleanup(func() { env.Admin.Close() })
+	if cfg.Unpartitioned && dialect == baseline.MySQL {
+		if _, err := env.Admin.ExecContext(ctx, "ALTER TABLE `RefreshTokens` REMOVE PARTITIONING"); err != nil {
+			tb.Fatalf("bench: unpartition %s: %v", engine, err)
+		}
+	}
+	var poolOpts []backend.Option
+	if cfg.MaxOpenConns > 0 {
+		poolOpts = append(poolOpts, backend.WithMaxOpenConns(cfg.MaxOpenConns))
+	}
 
 	// authdb exactly as Open makes it (driver and pool settings, MySQL
 	// kill-on-cancel, SQLite busy handling), its connector counted.
 	a := &Impl{Name: "authdb", Clock: &Clock{}, Count: &Counter{}, Dialect: dialect}
 	a.B, err = sqlbackend.OpenWrapped(ctx, rawURL, func(c driver.Connector) driver.Connector { return Count(c, a.Count) },
-		implOptions(a.Clock, backend.WithoutMigration())...)
+		implOptions(a.Clock, append(poolOpts, backend.WithoutMigration())...)...)
 	if err != nil {
 		tb.Fatalf("bench: open authdb on %s: %v", engine, err)
 	}
 	tb.Cleanup(func() { a.B.Close() })
 
 	bl := &Impl{Name: "baseline", Clock: &Clock{}, Count: &Counter{}, Dialect: dialect}
-	st, err := baseline.New(ctx, Pool(connector, bl.Count), dialect, mode, implOptions(bl.Clock)...)
+	pool := Pool(connector, bl.Count)
+	if cfg.MaxOpenConns > 0 {
+		pool.SetMaxOpenConns(cfg.MaxOpenConns)
+	}
+	st, err := baseline.New(ctx, pool, dialect, mode, implOptions(bl.Clock)...)
 	if err != nil {
 		tb.Fatalf("bench: open baseline on %s: %v", engine, err)
 	}

@@ -1,0 +1,209 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Maintenance runs: a foreground load of ForegroundRotators goroutines
+// rotating and ForegroundConsumers consuming device flows on authdb warms
+// up for MaintWarmup (its calls are not counted), runs for Quiet, then a job (a clean-up or partition maintenance, from its own
+// backend, as an operator's janitor would) runs to its end while the load
+// goes on, then the load runs Quiet more. The quiet latencies are those of
+// the calls before the job started and after it ended; the busy ones
+// those that started while it ran.
+
+// Foreground goroutines of a maintenance run (16 in all).
+const (
+	ForegroundRotators  = 8
+	ForegroundConsumers = 8
+)
+
+// MaintWarmup is the start of a maintenance run whose calls are not
+// counted (the pools connect, the first fixtures are stored).
+const MaintWarmup = time.Second
+
+// consumeRefill is how many READY flows a consuming goroutine stores
+// (untimed) when it has used its own up.
+const consumeRefill = 200
+
+// MaintJob is one maintenance job.
+type MaintJob struct {
+	Name, Setting string
+	// Run does the job and returns the rows it deleted.
+	Run func(ctx context.Context) (int64, error)
+}
+
+// MaintResult is one maintenance run.
+type MaintResult struct {
+	Engine, Job, Setting string
+	Rows                 int64
+	JobStart, JobTime    time.Duration // since the run's start
+	Samples              []Sample
+	Failed               int
+	FirstErr             error
+	Quiet, Busy          map[LoadKind][]time.Duration // sorted latencies
+	Server               Counters
+	Waits                []WaitShare
+}
+
+// P99Ratio returns the busy p99 over the quiet p99 of kind.
+func (r MaintResult) P99Ratio(kind LoadKind) float64 {
+	q := Pct(r.Quiet[kind], 0.99)
+	if q == 0 {
+		return 0
+	}
+	return float64(Pct(r.Busy[kind], 0.99)) / float64(q)
+}
+
+// RunMaintenance runs job under the foreground load on e's authdb.
+func RunMaintenance(ctx context.Context, e *Env, job MaintJob, quiet time.Duration) (MaintResult, error) {
+	im := e.Authdb
+	res := MaintResult{Engine: e.Engine, Job: job.Name, Setting: job.Setting,
+		Quiet: map[LoadKind][]time.Duration{}, Busy: map[LoadKind][]time.Duration{}}
+	stop := make(chan struct{})
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	start := time.Now()
+	record := func(local []Sample, failed int, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		res.Samples = append(res.Samples, local...)
+		res.Failed += failed
+		if res.FirstErr == nil {
+			res.FirstErr = err
+		}
+	}
+	stopped := func() bool {
+		select {
+		case <-stop:
+			return true
+		default:
+			return false
+		}
+	}
+	for range ForegroundRotators {
+		wg.Go(func() {
+			var local []Sample
+			failed := 0
+			var first error
+			defer func() { record(local, failed, first) }()
+			sub := newSubject()
+			head := newJTI()
+			if err := im.B.InsertRefreshToken(ctx, head, sub, scope); err != nil {
+				failed, first = 1, err
+				return
+			}
+			for !stopped() {
+				nj := newJTI()
+				t0 := time.Now()
+				_, err := im.B.RotateRefreshToken(ctx, head, nj)
+				local = append(local, Sample{At: t0.Sub(start), Took: time.Since(t0), Kind: LoadRotate})
+				if err != nil {
+					failed++
+					if first == nil {
+						first = err
+					}
+					nj = newJTI()
+					if im.B.InsertRefreshToken(ctx, nj, sub, scope) != nil {
+						return
+					}
+				}
+				head = nj
+			}
+		})
+	}
+	for range ForegroundConsumers {
+		wg.Go(func() {
+			var local []Sample
+			failed := 0
+			var first error
+			defer func() { record(local, failed, first) }()
+			var codes []string
+			for !stopped() {
+				if len(codes) == 0 {
+					var err error
+					if codes, err = e.ReadyDeviceFlows(ctx, im, consumeRefill); err != nil {
+						failed++
+						if first == nil {
+							first = err
+						}
+						return
+					}
+				}
+				t0 := time.Now()
+				_, err := im.B.ConsumeDeviceFlow(ctx, codes[0], Validity)
+				local = append(local, Sample{At: t0.Sub(start), Took: time.Since(t0), Kind: LoadConsume})
+				codes = codes[1:]
+				if err != nil {
+					failed++
+					if first == nil {
+						first = err
+					}
+				}
+			}
+		})
+	}
+	var jobErr error
+	func() {
+		defer func() {
+			time.Sleep(quiet) // the load's quiet tail
+			close(stop)
+			wg.Wait()
+		}()
+		time.Sleep(MaintWarmup + quiet)
+		sampler := e.StartSampler(ctx)
+		res.JobStart = time.Since(start)
+		res.Rows, jobErr = job.Run(ctx)
+		res.JobTime = time.Since(start) - res.JobStart
+		res.Server, res.Waits, _, _ = sampler.Stop(ctx)
+	}()
+	if jobErr != nil {
+		return res, fmt.Errorf("%s on %s (%s): %w", job.Name, e.Engine, job.Setting, jobErr)
+	}
+	slices.SortFunc(res.Samples, func(a, b Sample) int { return int(a.At - b.At) })
+	res.Samples = slices.DeleteFunc(res.Samples, func(s Sample) bool { return s.At < MaintWarmup })
+	for _, s := range res.Samples {
+		if s.At >= res.JobStart && s.At < res.JobStart+res.JobTime {
+			res.Busy[s.Kind] = append(res.Busy[s.Kind], s.Took)
+		} else {
+			res.Quiet[s.Kind] = append(res.Quiet[s.Kind], s.Took)
+		}
+	}
+	for _, m := range []map[LoadKind][]time.Duration{res.Quiet, res.Busy} {
+		for _, v := range m {
+			slices.Sort(v)
+		}
+	}
+	return res, nil
+}
+
+// Timeline returns, per window of w since the run's start, the p99 of the
+// calls of kind that started in it.
+func (r MaintResult) Timeline(kind LoadKind, w time.Duration) (at []time.Duration, p99 []time.Duration) {
+	var bucket []time.Duration
+	cur := time.Duration(0)
+	flush := func() {
+		if len(bucket) > 0 {
+			slices.Sort(bucket)
+			at = append(at, cur)
+			p99 = append(p99, Pct(bucket, 0.99))
+		}
+		bucket = bucket[:0]
+	}
+	for _, s := range r.Samples {
+		if s.Kind != kind {
+			continue
+		}
+		for s.At >= cur+w {
+			flush()
+			cur += w
+		}
+		bucket = append(bucket, s.Took)
+	}
+	flush()
+	return at, p99
+}

@@ -1,0 +1,658 @@
+package bench
+
+import (
+	"context"
+	"encoding/csv"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/authdb/authdb/backend"
+	"github.com/authdb/authdb/backend/sqlbackend"
+	"github.com/authdb/authdb/internal/bench/baseline"
+	"github.com/authdb/authdb/partition"
+)
+
+var (
+	flagScale        = flag.Bool("scale", false, "TestScaleTable: measure and print the scale tables (make bench-scale)")
+	flagScaleParts   = flag.String("scale.parts", "curve,maint,growth,parts", "scale tables to measure: curve, maint, growth, parts")
+	flagScaleEngines = flag.String("scale.engines", "memory,sqlite,postgres,mariadb", "engines of the concurrency curve (maint and growth: the SQL servers among them)")
+	flagScaleG       = flag.String("scale.goroutines", "1,4,16,64,256", "concurrency levels of the curve")
+	flagScaleKinds   = flag.String("scale.ops", "", "regexp: only the curve's operations whose name matches")
+	flagScalePool    = flag.Int("scale.pool", 16, "max open connections of both pools (0: each's default, unbounded)")
+	flagScaleRound   = flag.Duration("scale.round", DefaultCurveConfig.PerRound, "curve: timed time per implementation and round")
+	flagScaleRounds  = flag.Int("scale.rounds", DefaultCurveConfig.Rounds, "curve: interleaved rounds per point")
+	flagScaleExpired = flag.Int64("scale.expired", 1_000_000, "maint: expired tokens, and expired flows (half device, half authorization), to clean up")
+	flagScaleCleanup = flag.String("scale.cleanup", "default", "maint: clean-up settings batch:pause, comma-separated; default: the backend's defaults")
+	flagScaleQuiet   = flag.Duration("scale.quiet", 3*time.Second, "maint: quiet load before and after the job")
+	flagScaleSizes   = flag.String("scale.sizes", "10000,1000000", "growth: token counts")
+	flagScaleOut     = flag.String("scale.out", "", "directory for curve.csv and timeline.csv (the plots' input: go run ./internal/bench/plot)")
+)
+
+func intList(tb testing.TB, s string) []int64 {
+	var out []int64
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.ParseInt(strings.TrimSpace(f), 10, 64)
+		if err != nil {
+			tb.Fatalf("bad number %q: %v", f, err)
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+func hasPart(p string) bool {
+	for _, f := range strings.Split(*flagScaleParts, ",") {
+		if f == p {
+			return true
+		}
+	}
+	return false
+}
+
+func sqlServers() []string {
+	var out []string
+	for _, e := range strings.Split(*flagScaleEngines, ",") {
+		if e == Postgres || e == MySQL {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func outFile(t *testing.T, name string) *csv.Writer {
+	if *flagScaleOut == "" {
+		return nil
+	}
+	if err := os.MkdirAll(*flagScaleOut, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(filepath.Join(*flagScaleOut, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := csv.NewWriter(f)
+	t.Cleanup(func() {
+		w.Flush()
+		f.Close()
+	})
+	return w
+}
+
+func progress(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, time.Now().UTC().Format("15:04:05 ")+format+"\n", args...)
+}
+
+// TestScaleTable measures the scale tables (issue 16) and prints them on
+// stdout: throughput by concurrency, latency under maintenance, growth
+// and partition probes. It runs only with -scale (make bench-scale).
+func TestScaleTable(t *testing.T) {
+	if !*flagScale {
+		t.Skip("run with -scale (make bench-scale)")
+	}
+	ctx := context.Background()
+	head, _ := os.ReadFile("/proc/loadavg")
+	fmt.Printf("machine: %d CPUs, GOMAXPROCS %d, load average at start %s", numCPU(), gomaxprocs(), head)
+	if hasPart("curve") {
+		scaleCurve(t, ctx)
+	}
+	if hasPart("maint") {
+		scaleMaint(t, ctx)
+	}
+	if hasPart("growth") {
+		scaleGrowth(t, ctx)
+	}
+	if hasPart("parts") {
+		scaleParts(t, ctx)
+	}
+}
+
+// ---- 1. throughput by concurrency ----
+
+func scaleCurve(t *testing.T, ctx context.Context) {
+	cfg := CurveConfig{Rounds: *flagScaleRounds, PerRound: *flagScaleRound}
+	var kinds []LoadKind
+	for _, k := range LoadKinds {
+		if *flagScaleKinds == "" || strings.Contains(string(k), *flagScaleKinds) {
+			kinds = append(kinds, k)
+		}
+	}
+	w := outFile(t, "curve.csv")
+	if w != nil {
+		w.Write([]string{"engine", "op", "impl", "goroutines", "ops_per_s", "p50_us", "p99_us", "p999_us", "failed"})
+	}
+	var pts []CurvePoint
+	for _, engine := range strings.Split(*flagScaleEngines, ",") {
+		env := NewEnvConfig(t, engine, baseline.Prepared, EnvConfig{MaxOpenConns: *flagScalePool})
+		for _, kind := range kinds {
+			for _, g := range intList(t, *flagScaleG) {
+				pt, err := MeasurePoint(ctx, env, kind, int(g), cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				pts = append(pts, pt)
+				progress("curve %-8s %-20s %3d goroutines: %s ratio %.2f (%.1fs)", engine, kind, g, rateString(pt.Stats[0].Rate()), pt.Ratio, pt.Duration.Seconds())
+				if w != nil {
+					for k, st := range pt.Stats {
+						w.Write([]string{engine, string(kind), pt.Impls[k], strconv.Itoa(int(g)), fmt.Sprintf("%.0f", st.Rate()),
+							usf(Pct(st.Lat, 0.5)), usf(Pct(st.Lat, 0.99)), usf(Pct(st.Lat, 0.999)), strconv.Itoa(st.Failed)})
+					}
+					w.Flush()
+				}
+			}
+		}
+	}
+	fmt.Printf("\n## Throughput by concurrency (pool: max %d open, %d idle, both implementations; %d rounds x %v each, interleaved)\n\n",
+		*flagScalePool, PoolIdle, cfg.Rounds, cfg.PerRound)
+	rows := [][]string{{"engine", "operation", "goroutines", "authdb ops/s", "baseline ops/s", "ratio", "authdb p50/p99/p999 µs", "baseline p50/p99/p999 µs", "CPU busy", "server, per call", "wait states (sampled)"}}
+	for _, pt := range pts {
+		a := pt.Stats[0]
+		base, ratio, bl := "-", "-", "-"
+		if len(pt.Stats) > 1 {
+			b := pt.Stats[1]
+			base, ratio, bl = rateString(b.Rate()), fmt.Sprintf("%.2f", pt.Ratio), pctString(b)
+		}
+		op := string(pt.Kind)
+		for k, st := range pt.Stats {
+			if st.Failed > 0 {
+				op += fmt.Sprintf(" [%s: %d of %d failed: %v]", pt.Impls[k], st.Failed, st.Calls, st.FirstErr)
+			}
+		}
+		rows = append(rows, []string{pt.Engine, op, strconv.Itoa(pt.Goroutines), rateString(a.Rate()), base, ratio, pctString(a), bl,
+			fmt.Sprintf("%.0f%%", 100*pt.CPUBusy), serverPerCall(pt), FormatWaits(pt.Waits, 2)})
+	}
+	fmt.Print(markdown(rows, 3))
+}
+
+func rateString(r float64) string { return fmt.Sprintf("%.0f", r) }
+
+func usf(d time.Duration) string { return fmt.Sprintf("%.0f", float64(d)/float64(time.Microsecond)) }
+
+func pctString(s LoadStats) string {
+	return usf(Pct(s.Lat, 0.5)) + "/" + usf(Pct(s.Lat, 0.99)) + "/" + usf(Pct(s.Lat, 0.999))
+}
+
+// serverPerCall prints the server counters that explain the curve, per
+// call of both implementations.
+func serverPerCall(pt CurvePoint) string {
+	calls := 0.0
+	for _, st := range pt.Stats {
+		calls += float64(st.Calls)
+	}
+	if pt.Server == nil || calls == 0 {
+		return fmt.Sprintf("bench process %.2f cores", pt.ProcCPU)
+	}
+	per := func(k string) float64 { return pt.Server[k] / calls }
+	if _, ok := pt.Server["wal_bytes"]; ok {
+		return fmt.Sprintf("WAL %.0f B", per("wal_bytes"))
+	}
+	return fmt.Sprintf("fsyncs %.2f, log writes %.2f, row lock waits %.3f", per("Innodb_data_fsyncs"), per("Innodb_log_writes"), per("Innodb_row_lock_waits"))
+}
+
+// markdown renders rows as a Markdown table, the first left columns
+// left-aligned.
+func markdown(rows [][]string, left int) string {
+	width := make([]int, len(rows[0]))
+	for _, r := range rows {
+		for i, c := range r {
+			width[i] = max(width[i], len([]rune(c)))
+		}
+	}
+	var b strings.Builder
+	line := func(r []string) {
+		for i, c := range r {
+			pad := strings.Repeat(" ", width[i]-len([]rune(c)))
+			if i < left {
+				b.WriteString("| " + c + pad + " ")
+			} else {
+				b.WriteString("| " + pad + c + " ")
+			}
+		}
+		b.WriteString("|\n")
+	}
+	line(rows[0])
+	for i, w := range width {
+		if i < left {
+			b.WriteString("|" + strings.Repeat("-", w+2))
+		} else {
+			b.WriteString("|" + strings.Repeat("-", w+1) + ":")
+		}
+	}
+	b.WriteString("|\n")
+	for _, r := range rows[1:] {
+		line(r)
+	}
+	return b.String()
+}
+
+// ---- 2. latency under maintenance ----
+
+// expiredAge is the age of the rows the clean-ups delete; cleanRetention
+// the retention they run with (foreground rows are never that old).
+const (
+	expiredAge     = 40 * 24 * time.Hour
+	cleanRetention = 30 * 24 * time.Hour
+)
+
+type cleanSetting struct {
+	batch int
+	pause time.Duration
+	name  string
+}
+
+func cleanSettings(tb testing.TB) []cleanSetting {
+	var out []cleanSetting
+	for _, f := range strings.Split(*flagScaleCleanup, ",") {
+		if f == "default" {
+			out = append(out, cleanSetting{backend.DefaultCleanupBatchSize, backend.DefaultCleanupPause,
+				fmt.Sprintf("default %d/%v", backend.DefaultCleanupBatchSize, backend.DefaultCleanupPause)})
+			continue
+		}
+		b, p, _ := strings.Cut(f, ":")
+		n, err := strconv.Atoi(b)
+		if err != nil {
+			tb.Fatalf("-scale.cleanup %q: %v", f, err)
+		}
+		d := time.Duration(0)
+		if p != "" && p != "0" {
+			if d, err = time.ParseDuration(p); err != nil {
+				tb.Fatalf("-scale.cleanup %q: %v", f, err)
+			}
+		}
+		out = append(out, cleanSetting{n, d, fmt.Sprintf("%d/%v", n, d)})
+	}
+	return out
+}
+
+// janitor opens a second authdb backend on e's database with the clean-up
+// setting, as an operator's clean-up process would.
+func janitor(t *testing.T, ctx context.Context, e *Env, s cleanSetting) *sqlbackend.Backend {
+	b, err := sqlbackend.Open(ctx, e.URL, backend.WithoutMigration(), backend.WithCleanupBatchSize(s.batch), backend.WithCleanupPause(s.pause))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b
+}
+
+func scaleMaint(t *testing.T, ctx context.Context) {
+	var results []MaintResult
+	tw := outFile(t, "timeline.csv")
+	if tw != nil {
+		tw.Write([]string{"engine", "job", "setting", "op", "t_ms", "p99_us", "job_start_ms", "job_end_ms"})
+	}
+	n := *flagScaleExpired
+	record := func(r MaintResult) {
+		results = append(results, r)
+		progress("maint %-8s %-10s %-18s %d rows in %.1fs: p99 x%.2f rotate, x%.2f consume", r.Engine, r.Job, r.Setting, r.Rows,
+			r.JobTime.Seconds(), r.P99Ratio(LoadRotate), r.P99Ratio(LoadConsume))
+		if tw != nil {
+			for _, k := range []LoadKind{LoadRotate, LoadConsume} {
+				at, p99 := r.Timeline(k, 250*time.Millisecond)
+				for i := range at {
+					tw.Write([]string{r.Engine, r.Job, r.Setting, string(k), strconv.FormatInt(at[i].Milliseconds(), 10), usf(p99[i]),
+						strconv.FormatInt(r.JobStart.Milliseconds(), 10), strconv.FormatInt((r.JobStart + r.JobTime).Milliseconds(), 10)})
+				}
+			}
+			tw.Flush()
+		}
+	}
+	for _, engine := range sqlServers() {
+		env := NewEnvConfig(t, engine, baseline.Prepared, EnvConfig{MaxOpenConns: *flagScalePool})
+		var next int64
+		for _, s := range cleanSettings(t) {
+			jan := janitor(t, ctx, env, s)
+			// (a) refresh tokens.
+			loadStart := time.Now()
+			ts := TokenSet{BaseMs: time.Now().Add(-expiredAge).UnixMilli(), StepMs: 1, SubPrefix: "expired-"}
+			if err := env.GenTokens(ctx, ts, next, next+n); err != nil {
+				t.Fatal(err)
+			}
+			next += n
+			progress("maint %s: loaded %d expired tokens in %.1fs", engine, n, time.Since(loadStart).Seconds())
+			r, err := RunMaintenance(ctx, env, MaintJob{Name: "tokens", Setting: s.name, Run: func(ctx context.Context) (int64, error) {
+				return jan.CleanExpiredRefreshTokens(ctx, cleanRetention)
+			}}, *flagScaleQuiet)
+			if err != nil {
+				t.Fatal(err)
+			}
+			record(r)
+			// (b) flows.
+			loadStart = time.Now()
+			if err := env.GenExpiredFlows(ctx, time.Now().Add(-expiredAge), next, n/2); err != nil {
+				t.Fatal(err)
+			}
+			next += n / 2
+			progress("maint %s: loaded %d expired flows in %.1fs", engine, n, time.Since(loadStart).Seconds())
+			r, err = RunMaintenance(ctx, env, MaintJob{Name: "flows", Setting: s.name, Run: func(ctx context.Context) (int64, error) {
+				d, err := jan.CleanExpiredDeviceFlows(ctx, cleanRetention)
+				if err != nil {
+					return d, err
+				}
+				a, err := jan.CleanExpiredAuthorizationFlows(ctx, cleanRetention)
+				return d + a, err
+			}}, *flagScaleQuiet)
+			if err != nil {
+				t.Fatal(err)
+			}
+			record(r)
+		}
+		if engine == MySQL {
+			record(partitionMaint(t, ctx, n))
+		}
+	}
+	fmt.Printf("\n## Latency under maintenance (%d+%d foreground goroutines rotating+consuming on authdb; quiet: %v before and after the job)\n\n",
+		ForegroundRotators, ForegroundConsumers, *flagScaleQuiet)
+	rows := [][]string{{"engine", "job", "batch/pause", "rows", "job s", "rotate p99 quiet µs", "rotate p99 during", "x", "consume p99 quiet µs", "consume p99 during", "x", "failed", "server during job"}}
+	for _, r := range results {
+		fail := "0"
+		if r.Failed > 0 {
+			fail = fmt.Sprintf("%d: %v", r.Failed, r.FirstErr)
+		}
+		rows = append(rows, []string{r.Engine, r.Job, r.Setting, strconv.FormatInt(r.Rows, 10), fmt.Sprintf("%.1f", r.JobTime.Seconds()),
+			usf(Pct(r.Quiet[LoadRotate], 0.99)), usf(Pct(r.Busy[LoadRotate], 0.99)), fmt.Sprintf("%.2f", r.P99Ratio(LoadRotate)),
+			usf(Pct(r.Quiet[LoadConsume], 0.99)), usf(Pct(r.Busy[LoadConsume], 0.99)), fmt.Sprintf("%.2f", r.P99Ratio(LoadConsume)),
+			fail, FormatWaits(r.Waits, 2)})
+	}
+	fmt.Print(markdown(rows, 3))
+}
+
+// partitionMaint runs MariaDB partition maintenance that drops five old
+// months holding n tokens in all and adds three: RefreshTokens is
+// partitioned from six months ago (partition.Setup with that "now").
+func partitionMaint(t *testing.T, ctx context.Context, n int64) MaintResult {
+	env := NewEnvConfig(t, MySQL, baseline.Prepared, EnvConfig{MaxOpenConns: *flagScalePool, Unpartitioned: true})
+	now := time.Now().UTC()
+	from := partition.AddMonths(partition.MonthStart(now), -6)
+	if _, err := partition.Setup(ctx, env.Admin, from, nil); err != nil {
+		t.Fatal(err)
+	}
+	months := 5
+	span := partition.AddMonths(from, months).Sub(from)
+	ts := TokenSet{BaseMs: from.UnixMilli(), StepMs: max(1, span.Milliseconds()/n), SubPrefix: "old-"}
+	loadStart := time.Now()
+	if err := env.GenTokens(ctx, ts, 0, n); err != nil {
+		t.Fatal(err)
+	}
+	progress("maint %s: loaded %d tokens in %d old months in %.1fs", MySQL, n, months, time.Since(loadStart).Seconds())
+	jan, err := sqlbackend.Open(ctx, env.URL, backend.WithoutMigration())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer jan.Close()
+	before, err := env.countTokens(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var report backend.PartitionReport
+	r, err := RunMaintenance(ctx, env, MaintJob{Name: "partitions", Setting: "retention 1, ahead 20", Run: func(ctx context.Context) (int64, error) {
+		var err error
+		report, err = jan.MaintainRefreshTokenPartitions(ctx, 1, 20)
+		return 0, err
+	}}, *flagScaleQuiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, err := env.countTokens(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Rows = int64(before - after)
+	r.Setting = fmt.Sprintf("-%d/+%d months", len(report.Dropped), len(report.Added))
+	return r
+}
+
+// ---- 3. growth ----
+
+type growthEnv struct {
+	name string
+	env  *Env
+	ts   TokenSet
+	have int64
+}
+
+func growthOps(g *growthEnv) []Op {
+	byName := map[string]Op{}
+	for _, op := range Ops() {
+		byName[op.Name] = op
+	}
+	random := func(name string, call func(ctx context.Context, im *Impl, jti uuid.UUID) error) Op {
+		return Op{Name: name, Setup: func(ctx context.Context, e *Env, im *Impl, n int) (*Prepared, error) {
+			jtis := make([]uuid.UUID, n)
+			for i := range jtis {
+				jtis[i] = g.ts.JTI(rand.Int64N(g.have))
+			}
+			return sequential(n, func(ctx context.Context, i int) error { return call(ctx, im, jtis[i]) }), nil
+		}}
+	}
+	list := listOp("GetUserRefreshTokens(sub)", 0, false)
+	list.Once = nil
+	return []Op{
+		byName["InsertRefreshToken"],
+		byName["GetRefreshToken"],
+		random("GetRefreshToken (random)", func(ctx context.Context, im *Impl, jti uuid.UUID) error {
+			_, err := im.B.GetRefreshToken(ctx, jti)
+			return err
+		}),
+		byName["RotateRefreshToken"],
+		random("RevokeRefreshToken (random)", func(ctx context.Context, im *Impl, jti uuid.UUID) error {
+			return im.B.RevokeRefreshToken(ctx, jti)
+		}),
+		list,
+	}
+}
+
+// listFixture stores the listed subject's tokens (as loadTokens does).
+func listFixture(ctx context.Context, e *Env) error {
+	base := time.Now().Add(-time.Hour)
+	var rows [][]any
+	for i := range 2 * ListLive {
+		rows = append(rows, []any{e.idArg(JTIAt(base.Add(time.Duration(i) * time.Millisecond))), map[bool]string{true: "CREATED", false: "REVOKED"}[i%2 == 0], scope, ListSubject})
+	}
+	return e.BulkInsert(ctx, "RefreshTokens", []string{"JTI", "Status", "Scope", "Sub"}, rows)
+}
+
+func scaleGrowth(t *testing.T, ctx context.Context) {
+	var envs []*growthEnv
+	for _, engine := range sqlServers() {
+		ts := TokenSet{BaseMs: time.Now().Add(-7 * 24 * time.Hour).UnixMilli(), StepMs: 50, SubPrefix: "bulk-subject-"}
+		envs = append(envs, &growthEnv{name: engine, ts: ts, env: NewEnvConfig(t, engine, baseline.Prepared, EnvConfig{})})
+		if engine == MySQL {
+			envs[len(envs)-1].name = "mariadb (partitioned)"
+			envs = append(envs, &growthEnv{name: "mariadb (unpartitioned)", ts: ts,
+				env: NewEnvConfig(t, engine, baseline.Prepared, EnvConfig{Unpartitioned: true})})
+		}
+	}
+	sizes := intList(t, *flagScaleSizes)
+	cfg := DefaultConfig
+	cfg.Budget = 500 * time.Millisecond
+	type key struct {
+		env, op string
+		size    int64
+	}
+	res := map[key]Result{}
+	var opNames []string
+	for _, g := range envs {
+		if err := listFixture(ctx, g.env); err != nil {
+			t.Fatal(err)
+		}
+		for _, size := range sizes {
+			if size > g.have {
+				start := time.Now()
+				if err := g.env.GenTokens(ctx, g.ts, g.have, size); err != nil {
+					t.Fatal(err)
+				}
+				g.have = size
+				if err := g.env.analyze(ctx); err != nil {
+					t.Fatal(err)
+				}
+				progress("growth %s: %d tokens loaded (%.1fs)", g.name, size, time.Since(start).Seconds())
+			}
+			for _, op := range growthOps(g) {
+				r, err := Run(ctx, g.env, op, cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(opNames) < len(growthOps(g)) {
+					opNames = append(opNames, op.Name)
+				}
+				res[key{g.name, op.Name, size}] = r
+				progress("growth %s %d %s: %s µs (ratio %.2f)", g.name, size, op.Name, us(r.Impls[0].PerOp), r.Ratio())
+			}
+		}
+	}
+	fmt.Printf("\n## Growth: per-operation latency by table size (sequential calls, authdb µs/op, authdb/baseline in brackets)\n\n")
+	head := []string{"engine", "operation"}
+	for _, s := range sizes {
+		head = append(head, humanCount(s))
+	}
+	head = append(head, fmt.Sprintf("%s/%s", humanCount(sizes[len(sizes)-1]), humanCount(sizes[0])))
+	rows := [][]string{head}
+	for _, g := range envs {
+		for _, op := range opNames {
+			row := []string{g.name, op}
+			for _, s := range sizes {
+				r := res[key{g.name, op, s}]
+				cell := us(r.Impls[0].PerOp) + fmt.Sprintf(" (%.2f)", r.Ratio())
+				for _, ir := range r.Impls {
+					if ir.Failed > 0 {
+						cell += fmt.Sprintf(" [%s %d failed: %v]", ir.Name, ir.Failed, ir.FirstErr)
+					}
+				}
+				row = append(row, cell)
+			}
+			first, last := res[key{g.name, op, sizes[0]}], res[key{g.name, op, sizes[len(sizes)-1]}]
+			row = append(row, fmt.Sprintf("%.2f", float64(last.Impls[0].PerOp)/float64(first.Impls[0].PerOp)))
+			rows = append(rows, row)
+		}
+	}
+	fmt.Print(markdown(rows, 2))
+}
+
+func humanCount(n int64) string {
+	switch {
+	case n >= 1_000_000 && n%1_000_000 == 0:
+		return fmt.Sprintf("%dM", n/1_000_000)
+	case n >= 1000 && n%1000 == 0:
+		return fmt.Sprintf("%dk", n/1000)
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+// ---- 3b. listing a subject's tokens by partition count ----
+
+// scaleParts lists one subject's tokens on three MariaDB databases holding
+// the same tokens in 25, 49 and 97 partitions, call by call in turn
+// (authdb and the baseline on each), so that the ratios come from one
+// interleaved run.
+func scaleParts(t *testing.T, ctx context.Context) {
+	if !strings.Contains(*flagScaleEngines, MySQL) {
+		return
+	}
+	ts := TokenSet{BaseMs: time.Now().Add(-24 * time.Hour).UnixMilli(), StepMs: 5, SubPrefix: "bulk-subject-"}
+	type target struct {
+		parts int
+		env   *Env
+		times [2][]time.Duration
+		read  string
+	}
+	var targets []*target
+	for _, ahead := range []int{23, 47, 95} {
+		env := NewEnvConfig(t, MySQL, baseline.Prepared, EnvConfig{})
+		if err := listFixture(ctx, env); err != nil {
+			t.Fatal(err)
+		}
+		if err := env.GenTokens(ctx, ts, 0, SmallTable); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := partition.Maintain(ctx, env.Admin, time.Now(), 1000, ahead); err != nil {
+			t.Fatal(err)
+		}
+		tg := &target{env: env}
+		if err := env.Admin.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.PARTITIONS WHERE TABLE_SCHEMA=DATABASE() AND TABLE_NAME='RefreshTokens'").Scan(&tg.parts); err != nil {
+			t.Fatal(err)
+		}
+		if err := env.analyze(ctx); err != nil {
+			t.Fatal(err)
+		}
+		tg.read = explainPartitions(t, ctx, env)
+		targets = append(targets, tg)
+	}
+	const calls = 1500
+	for i := range calls + 50 {
+		for j := range 2 * len(targets) {
+			k := (i + j) % (2 * len(targets))
+			tg, impl := targets[k/2], tgImpl(targets[k/2].env, k%2)
+			t0 := time.Now()
+			ts, err := impl.B.GetUserRefreshTokens(ctx, ListSubject)
+			d := time.Since(t0)
+			if err != nil || len(ts) != ListLive {
+				t.Fatalf("list on %d partitions: %d tokens, %v", tg.parts, len(ts), err)
+			}
+			if i >= 50 { // the first calls warm up
+				tg.times[k%2] = append(tg.times[k%2], d)
+			}
+		}
+	}
+	rows := [][]string{{"partitions", "authdb µs", "baseline µs", "authdb/baseline", "authdb vs 25 partitions", "partitions read (EXPLAIN)"}}
+	first := trimmedMean(targets[0].times[0])
+	for _, tg := range targets {
+		a, b := trimmedMean(tg.times[0]), trimmedMean(tg.times[1])
+		rows = append(rows, []string{strconv.Itoa(tg.parts), us(a), us(b), fmt.Sprintf("%.2f", float64(a)/float64(b)),
+			fmt.Sprintf("%.2f", float64(a)/float64(first)), tg.read})
+		progress("parts %d: %s µs", tg.parts, us(a))
+	}
+	fmt.Printf("\n## Listing a subject's tokens on partitioned RefreshTokens (MariaDB, %d tokens, %d calls each, interleaved)\n\n", SmallTable+2*ListLive, calls)
+	fmt.Print(markdown(rows, 0))
+}
+
+func tgImpl(e *Env, k int) *Impl {
+	if k == 0 {
+		return e.Authdb
+	}
+	return e.Baseline
+}
+
+// explainPartitions returns how many partitions the listing reads, by
+// EXPLAIN PARTITIONS.
+func explainPartitions(t *testing.T, ctx context.Context, env *Env) string {
+	rows, err := env.Admin.QueryContext(ctx, "EXPLAIN PARTITIONS SELECT `JTI`,`Status`,`Scope`,`Sub` FROM `RefreshTokens` WHERE `Status`='CREATED' AND `Sub`=? AND CAST(`Sub` AS BINARY)=CAST(? AS BINARY) ORDER BY `JTI`", ListSubject, ListSubject)
+	if err != nil {
+		return "? " + err.Error()
+	}
+	defer rows.Close()
+	cols, _ := rows.Columns()
+	var out []string
+	for rows.Next() {
+		vals := make([]any, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			t.Fatal(err)
+		}
+		for i, c := range cols {
+			if c == "partitions" {
+				s := fmt.Sprintf("%s", vals[i])
+				out = append(out, strconv.Itoa(len(strings.Split(s, ","))))
+			}
+			if c == "key" {
+				out = append(out, fmt.Sprintf("key %s", vals[i]))
+			}
+		}
+	}
+	return strings.Join(out, ", ")
+}
+
+func numCPU() int     { return runtime.NumCPU() }
+func gomaxprocs() int { return runtime.GOMAXPROCS(0) }
