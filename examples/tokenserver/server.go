@@ -1,49 +1,52 @@
 // Command tokenserver is a small OAuth2 authorization server built on authdb
-// and net/http: the example of what a token service does with the Backend.
+// and net/http: the example of what a token service does with the Backend,
+// written to be copied. Every choice is commented where it is made.
 //
-// Endpoints:
+// Endpoints (the issuer is Config.Issuer, e.g. https://auth.example.org):
 //
+//	GET  /.well-known/oauth-authorization-server  RFC 8414 metadata (discovery)
 //	POST /device_authorization  RFC 8628 device authorization: device_code, user_code
-//	GET  /authorize             RFC 6749 §4.1 with PKCE S256 (RFC 7636), required
+//	GET  /authorize             RFC 6749 §4.1 with PKCE S256 (RFC 7636), required;
+//	                            the redirect carries iss (RFC 9207)
 //	POST /token                 grant types urn:ietf:params:oauth:grant-type:device_code,
 //	                            authorization_code (with code_verifier) and refresh_token
-//	                            (rotation; a replayed token revokes the subject's tokens)
-//	GET  /device, GET /login    where a real server would send the user to the identity provider
-//	POST /simulate/login        the simulated login: ?user_code=...&sub=... approves a device
-//	                            flow; ?flow=...&state=...&sub=... finishes an authorization
-//	                            flow and redirects to the client with the code
+//	                            (rotation, bound to the client; see refreshTokenGrant)
+//	POST /revoke                RFC 7009: revoking a token signs out its session
+//	POST /introspect            RFC 7662 for the access tokens
+//	GET  /device, GET /login    where a real server sends the user to the identity provider
+//	POST /simulate/login        the simulated identity provider: user_code=...&sub=...
+//	                            approves a device flow; flow=...&sub=... finishes an
+//	                            authorization flow and redirects to the client with the code
+//
+// Sessions are authdb's refresh-token families: the first refresh token of a
+// login starts one, every rotation continues it, a replay outside the grace
+// window revokes it (and only it), and /revoke ends it. The store must be
+// opened with StoreOptions for that.
 //
 // Errors are JSON in the form of RFC 6749 §5.2 and RFC 8628 §3.5
-// ({"error": "invalid_grant", "error_description": "..."}).
+// ({"error": "invalid_grant", "error_description": "..."}); descriptions are
+// fixed texts, never internal errors or request input.
 //
-// What it leaves out, to stay small: client secrets (clients are public and
-// identified by client_id), signed JWTs (access tokens are opaque random
-// strings that nothing checks here; refresh tokens are the JTI with an HMAC,
-// see refreshToken), consent screens, ID tokens in the response, and
-// down-scoping on refresh. The /simulate/login endpoint stands for the
-// identity provider: never expose it in a real deployment.
+// What it leaves out, to stay small: confidential clients (every client is
+// public: it has no secret and proves nothing but its client_id, which is
+// why PKCE is required), ID tokens and so OpenID Connect (the scope openid is
+// refused, and /.well-known/openid-configuration is not served), consent
+// screens, and signed JWTs (access and refresh tokens are opaque strings with
+// an HMAC, see tokens.go). /simulate/login stands for the identity provider:
+// replace it, and never expose it in a real deployment.
 //
-// Run it with: go run ./examples/tokenserver --addr 127.0.0.1:8080 --db memory://
+// Run it with: go run ./examples/tokenserver --dev
 package main
 
 import (
-	"context"
-	"crypto/hmac"
-	"crypto/rand"
-	"crypto/sha256"
-	"crypto/subtle"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
 	"time"
-
-	"github.com/google/uuid"
 
 	"github.com/authdb/authdb/backend"
 )
@@ -55,6 +58,11 @@ const (
 	grantRefreshToken      = "refresh_token"
 )
 
+// maxBody bounds every request body: the largest legitimate form here is a
+// few hundred bytes, so 64 KiB is generous and stops a client from making the
+// server buffer megabytes (net/http's own form limit is 10 MB).
+const maxBody = 64 << 10
+
 // Client is a registered public client.
 type Client struct {
 	// RedirectURIs are the exact redirect URIs the client may use in
@@ -62,16 +70,23 @@ type Client struct {
 	RedirectURIs []string
 }
 
-// Config configures a Server. Store and Clients are required.
+// Config configures a Server. Store, Issuer, Clients and Keys are required.
 type Config struct {
-	Store   backend.Backend
+	// Store must be opened with StoreOptions (families and a grace window).
+	Store backend.Backend
+	// Issuer is the server's public URL (RFC 8414 §2: https, no query or
+	// fragment; here also no path), as clients reach it. Discovery, the
+	// verification URI and the iss of authorization responses are built from
+	// it, never from the request's Host header, which the client controls.
+	Issuer  string
 	Clients map[string]Client // by client_id
+	// Keys are the HMAC-SHA256 keys of the tokens, each at least 32 bytes:
+	// the first signs, all verify. To rotate, put a new key first and keep
+	// the old one until the tokens it signed have expired.
+	Keys [][]byte
 	// Clock must be the clock the Store was opened with (backend.WithClock);
-	// it dates refresh tokens for their lifetime check. Default time.Now.
+	// it dates tokens for their lifetime checks. Default time.Now.
 	Clock func() time.Time
-	// Key signs refresh tokens (HMAC-SHA256). Default: 32 random bytes, so
-	// refresh tokens do not survive a restart; give a fixed key to keep them.
-	Key []byte
 	// DeviceFlowValidity and AuthorizationFlowValidity are how long a flow
 	// may be completed (default 10 minutes each).
 	DeviceFlowValidity        time.Duration
@@ -82,17 +97,39 @@ type Config struct {
 	RefreshTokenLifetime time.Duration
 	// AccessTokenLifetime is the expires_in of access tokens (default 1 hour).
 	AccessTokenLifetime time.Duration
-	// PollInterval is the device flow's polling interval (RFC 8628 "interval",
-	// whole seconds, default 5s, at least 1s).
+	// PollInterval is the device flow's first polling interval (RFC 8628
+	// "interval", whole seconds, default 5s, at least 1s). Each slow_down
+	// adds 5 seconds for that device code.
 	PollInterval time.Duration
 	Logger       *slog.Logger // default: discard
 }
 
+// StoreOptions are the options the server's store is opened with: a replay
+// revokes the replayed token's family, one login session, instead of every
+// session of the user (RFC 9700 §4.14.2); and a refresh token rotated less
+// than grace ago may be presented again and gets the same successor, so that
+// concurrent refreshes (two tabs, a retry after a lost reply) all succeed and
+// converge on one live token. What the window concedes: a thief replaying
+// within it gets the successor too. Keep it to a few seconds; 0 turns it off.
+func StoreOptions(grace time.Duration) []backend.Option {
+	return []backend.Option{
+		backend.WithReuseScope(backend.RevokeFamily),
+		backend.WithRotationGrace(grace),
+	}
+}
+
 // Server is the authorization server, an http.Handler. It is safe for
-// concurrent use: all state lives in the Store.
+// concurrent use. Tokens and flows live in the Store; two small things the
+// store has no column for live in this process (see ephemeral.go): the
+// client's state of a pending authorization and the polling pace of a device
+// code. A deployment of several instances needs them shared (or sticky
+// sessions); everything else already is.
 type Server struct {
-	cfg Config
-	mux *http.ServeMux
+	cfg    Config
+	keys   keys
+	mux    *http.ServeMux
+	states *ephemeral[string]     // authorization flow id -> the client's state
+	polls  *ephemeral[pollRecord] // sha256 of a device code -> its polling pace
 }
 
 // New returns a Server for cfg, with defaults filled in.
@@ -103,33 +140,43 @@ func New(cfg Config) (*Server, error) {
 	if len(cfg.Clients) == 0 {
 		return nil, errors.New("tokenserver: Config.Clients is empty")
 	}
+	issuer, err := ParseIssuer(cfg.Issuer)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Issuer = issuer
+	ks, err := newKeys(cfg.Keys)
+	if err != nil {
+		return nil, err
+	}
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
-	}
-	if len(cfg.Key) == 0 {
-		cfg.Key = make([]byte, 32)
-		if _, err := rand.Read(cfg.Key); err != nil {
-			return nil, fmt.Errorf("tokenserver: key: %w", err)
-		}
 	}
 	setDefault(&cfg.DeviceFlowValidity, 10*time.Minute)
 	setDefault(&cfg.AuthorizationFlowValidity, 10*time.Minute)
 	setDefault(&cfg.RefreshTokenLifetime, 30*24*time.Hour)
 	setDefault(&cfg.AccessTokenLifetime, time.Hour)
 	setDefault(&cfg.PollInterval, 5*time.Second)
-	if cfg.PollInterval < time.Second {
-		cfg.PollInterval = time.Second
-	}
+	cfg.PollInterval = max(cfg.PollInterval.Truncate(time.Second), time.Second)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, mux: http.NewServeMux()}
+	s := &Server{
+		cfg:    cfg,
+		keys:   ks,
+		mux:    http.NewServeMux(),
+		states: newEphemeral[string](cfg.AuthorizationFlowValidity),
+		polls:  newEphemeral[pollRecord](cfg.DeviceFlowValidity),
+	}
+	s.mux.HandleFunc("GET /.well-known/oauth-authorization-server", s.metadata)
 	s.mux.HandleFunc("POST /device_authorization", s.deviceAuthorization)
 	s.mux.HandleFunc("GET /device", s.devicePage)
 	s.mux.HandleFunc("GET /authorize", s.authorize)
 	s.mux.HandleFunc("GET /login", s.loginPage)
 	s.mux.HandleFunc("POST /simulate/login", s.simulateLogin)
 	s.mux.HandleFunc("POST /token", s.token)
+	s.mux.HandleFunc("POST /revoke", s.revoke)
+	s.mux.HandleFunc("POST /introspect", s.introspect)
 	return s, nil
 }
 
@@ -139,8 +186,63 @@ func setDefault(d *time.Duration, def time.Duration) {
 	}
 }
 
-// ServeHTTP implements http.Handler.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+// ParseIssuer checks an issuer URL and returns it in the form the server
+// announces: scheme://host[:port], without a trailing slash (zitadel/oidc
+// compares the discovered issuer with the configured one byte for byte).
+// RFC 8414 §2 requires https; plain http is accepted for loopback hosts only,
+// for development and tests. A path would need the well-known URL to move
+// (RFC 8414 §3.1); this example serves at the root and refuses one.
+func ParseIssuer(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" || strings.TrimSuffix(u.Path, "/") != "" {
+		return "", fmt.Errorf("tokenserver: issuer %q: want https://host[:port] without path, query or fragment", raw)
+	}
+	switch {
+	case u.Scheme == "https":
+	case u.Scheme == "http" && isLoopback(u.Hostname()):
+	default:
+		return "", fmt.Errorf("tokenserver: issuer %q: must be https (http only on a loopback host)", raw)
+	}
+	return u.Scheme + "://" + u.Host, nil
+}
+
+func isLoopback(host string) bool {
+	return host == "localhost" || host == "::1" || strings.HasPrefix(host, "127.")
+}
+
+// ServeHTTP implements http.Handler. Every request body is limited to
+// maxBody bytes (a larger form fails to parse, see parseForm).
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+	s.mux.ServeHTTP(w, r)
+}
+
+// metadata is the RFC 8414 authorization server metadata. openid-client's
+// discovery(..., {algorithm: 'oauth2'}) and zitadel/oidc's relying party
+// (with WithCustomDiscoveryUrl) read it.
+func (s *Server) metadata(w http.ResponseWriter, r *http.Request) {
+	iss := s.cfg.Issuer
+	writeJSON(w, http.StatusOK, map[string]any{
+		"issuer":                           iss,
+		"authorization_endpoint":           iss + "/authorize",
+		"token_endpoint":                   iss + "/token",
+		"device_authorization_endpoint":    iss + "/device_authorization",
+		"revocation_endpoint":              iss + "/revoke",
+		"introspection_endpoint":           iss + "/introspect",
+		"response_types_supported":         []string{"code"},
+		"response_modes_supported":         []string{"query"},
+		"grant_types_supported":            []string{grantAuthorizationCode, grantRefreshToken, grantDeviceCode},
+		"code_challenge_methods_supported": []string{"S256"},
+		// Public clients only: they send their client_id and nothing else
+		// (Basic with an empty password is accepted too, see clientID).
+		"token_endpoint_auth_methods_supported":         []string{"none"},
+		"revocation_endpoint_auth_methods_supported":    []string{"none"},
+		"introspection_endpoint_auth_methods_supported": []string{"none"},
+		// RFC 9207: the authorization response carries iss, so a client
+		// talking to several servers can tell which one answered.
+		"authorization_response_iss_parameter_supported": true,
+	})
+}
 
 // oauthError is an error response of RFC 6749 §5.2 / RFC 8628 §3.5.
 type oauthError struct {
@@ -151,8 +253,27 @@ type oauthError struct {
 
 func (e *oauthError) Error() string { return e.Code + ": " + e.Description }
 
+// errorf returns an oauthError. The description is a fixed text of the
+// server's (format arguments only ever the server's own values, never
+// request input or an internal error), and cleanDescription keeps it within
+// RFC 6749 §5.2's character set whatever happens.
 func errorf(status int, code, format string, args ...any) *oauthError {
-	return &oauthError{status: status, Code: code, Description: fmt.Sprintf(format, args...)}
+	return &oauthError{status: status, Code: code, Description: cleanDescription(fmt.Sprintf(format, args...))}
+}
+
+func badRequest(code, format string, args ...any) *oauthError {
+	return errorf(http.StatusBadRequest, code, format, args...)
+}
+
+// cleanDescription replaces what RFC 6749 §5.2 does not allow in
+// error_description (anything outside printable ASCII, '"' and '\') by '?'.
+func cleanDescription(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r > 0x7e || r == '"' || r == '\\' {
+			return '?'
+		}
+		return r
+	}, s)
 }
 
 // writeJSON writes v with the no-store headers of RFC 6749 §5.1.
@@ -165,365 +286,88 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 // fail writes err: an *oauthError as is, anything else as server_error
-// (logged, its text not shown to the client).
+// (logged, its text not shown to the client). A 401 carries
+// WWW-Authenticate (RFC 6749 §5.2, RFC 9110 §15.5.2).
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var oe *oauthError
 	if !errors.As(err, &oe) {
 		s.cfg.Logger.Error("request failed", "path", r.URL.Path, "err", err)
 		oe = errorf(http.StatusInternalServerError, "server_error", "internal error")
 	}
+	if oe.status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Basic realm="tokenserver"`)
+	}
 	writeJSON(w, oe.status, oe)
 }
 
-// clientID returns the request's client_id (form or HTTP Basic user name)
-// if it is registered.
-func (s *Server) clientID(r *http.Request) (string, Client, error) {
-	id := r.PostForm.Get("client_id")
-	if user, _, ok := r.BasicAuth(); ok && id == "" {
-		id, _ = url.QueryUnescape(user)
-	}
-	c, ok := s.cfg.Clients[id]
-	if id == "" || !ok {
-		return "", Client{}, errorf(http.StatusUnauthorized, "invalid_client", "unknown client %q", id)
-	}
-	return id, c, nil
-}
-
-// deviceAuthorization is RFC 8628 §3.1-3.2.
-func (s *Server) deviceAuthorization(w http.ResponseWriter, r *http.Request) {
+// parseForm parses a POST body into r.PostForm and applies RFC 6749 §3.1 and
+// §3.2: no parameter may appear twice (a server that takes the first value
+// and a proxy or client that reads the last would disagree about the
+// request). Parameters in the URL's query are ignored: the endpoints here
+// take their parameters from the body only.
+func parseForm(r *http.Request) error {
 	if err := r.ParseForm(); err != nil {
-		s.fail(w, r, errorf(http.StatusBadRequest, "invalid_request", "bad form: %v", err))
-		return
-	}
-	clientID, _, err := s.clientID(r)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	userCode, deviceCode, err := s.cfg.Store.InsertDeviceFlow(r.Context(), clientID, r.PostForm.Get("scope"))
-	if errors.Is(err, backend.ErrInvalidInput) {
-		s.fail(w, r, errorf(http.StatusBadRequest, "invalid_request", "%v", err))
-		return
-	}
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	display := userCode[:4] + "-" + userCode[4:]
-	base := baseURL(r)
-	writeJSON(w, http.StatusOK, map[string]any{
-		"device_code":               deviceCode,
-		"user_code":                 display,
-		"verification_uri":          base + "/device",
-		"verification_uri_complete": base + "/device?user_code=" + display,
-		"expires_in":                int(s.cfg.DeviceFlowValidity.Seconds()),
-		"interval":                  int(s.cfg.PollInterval.Seconds()),
-	})
-}
-
-func (s *Server) devicePage(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	fmt.Fprintf(w, "Enter your user code. (Simulated: POST /simulate/login?user_code=%s&sub=<user>)\n",
-		url.QueryEscape(r.URL.Query().Get("user_code")))
-}
-
-// authorize is RFC 6749 §4.1.1 with PKCE (RFC 7636 §4.3): it starts an
-// authorization flow and sends the user to the identity provider (here the
-// simulated login page), carrying the flow id and the client's state.
-func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	clientID, redirectURI := q.Get("client_id"), q.Get("redirect_uri")
-	client, ok := s.cfg.Clients[clientID]
-	// RFC 6749 §4.1.2.1: with a bad client or redirect URI, never redirect.
-	if !ok || !slices.Contains(client.RedirectURIs, redirectURI) {
-		http.Error(w, "unknown client_id or unregistered redirect_uri", http.StatusBadRequest)
-		return
-	}
-	state := q.Get("state")
-	redirectError := func(code, desc string) {
-		v := url.Values{"error": {code}, "error_description": {desc}}
-		if state != "" {
-			v.Set("state", state)
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return errorf(http.StatusRequestEntityTooLarge, "invalid_request", "the request body is over %d bytes", maxBody)
 		}
-		http.Redirect(w, r, withQuery(redirectURI, v), http.StatusFound)
+		return badRequest("invalid_request", "the body is not a valid form")
 	}
-	if q.Get("response_type") != "code" {
-		redirectError("unsupported_response_type", "response_type must be code")
-		return
-	}
-	challenge, method := q.Get("code_challenge"), q.Get("code_challenge_method")
-	if challenge == "" || method != "S256" {
-		redirectError("invalid_request", "PKCE is required: code_challenge with code_challenge_method=S256")
-		return
-	}
-	if len(challenge) != 43 { // base64url of a sha256 sum, no padding
-		redirectError("invalid_request", "code_challenge is not an S256 challenge")
-		return
-	}
-	id, err := s.cfg.Store.InsertAuthorizationFlow(r.Context(), clientID, q.Get("scope"), challenge, method, redirectURI)
-	if errors.Is(err, backend.ErrInvalidInput) {
-		redirectError("invalid_request", err.Error())
-		return
-	}
-	if err != nil {
-		s.cfg.Logger.Error("authorize", "err", err)
-		redirectError("server_error", "internal error")
-		return
-	}
-	http.Redirect(w, r, withQuery("/login", url.Values{"flow": {id}, "state": {state}}), http.StatusFound)
+	return singleValued(r.PostForm)
 }
 
-func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	fmt.Fprintf(w, "Identity provider. (Simulated: POST /simulate/login?%s&sub=<user>)\n", r.URL.RawQuery)
-}
-
-// simulateLogin stands for the identity provider's callback after the user
-// logged in as sub: it stores the ID token on the flow. For a device flow
-// (user_code) it answers 200; for an authorization flow (flow, state) it
-// redirects to the client's redirect URI with the code and the state.
-func (s *Server) simulateLogin(w http.ResponseWriter, r *http.Request) {
-	if err := r.ParseForm(); err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	sub := r.Form.Get("sub")
-	if sub == "" {
-		http.Error(w, "sub is required", http.StatusBadRequest)
-		return
-	}
-	idToken := map[string]any{"sub": sub, "iss": "simulated-idp"}
-	ctx := r.Context()
-	if userCode := r.Form.Get("user_code"); userCode != "" {
-		if _, err := s.cfg.Store.DeviceFlowValidateUserCode(ctx, userCode, s.cfg.DeviceFlowValidity); err != nil {
-			http.Error(w, "unknown or expired user code", http.StatusBadRequest)
-			return
-		}
-		if err := s.cfg.Store.DeviceFlowInsertIDToken(ctx, userCode, idToken, s.cfg.DeviceFlowValidity); err != nil {
-			http.Error(w, "the flow is no longer pending", http.StatusBadRequest)
-			return
-		}
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintln(w, "Device approved; you can close this page.")
-		return
-	}
-	code, redirectURI, err := s.cfg.Store.AuthorizationFlowInsertIDToken(ctx, r.Form.Get("flow"), idToken, s.cfg.AuthorizationFlowValidity)
-	if err != nil {
-		http.Error(w, "unknown, expired or finished authorization flow", http.StatusBadRequest)
-		return
-	}
-	v := url.Values{"code": {code}}
-	if state := r.Form.Get("state"); state != "" {
-		v.Set("state", state)
-	}
-	http.Redirect(w, r, withQuery(redirectURI, v), http.StatusFound)
-}
-
-// tokenResponse is a successful token response (RFC 6749 §5.1).
-type tokenResponse struct {
-	AccessToken  string `json:"access_token"`
-	TokenType    string `json:"token_type"`
-	ExpiresIn    int    `json:"expires_in"`
-	RefreshToken string `json:"refresh_token"`
-	Scope        string `json:"scope,omitempty"`
-}
-
-// token is the token endpoint (RFC 6749 §4.1.3, §6; RFC 8628 §3.4).
-func (s *Server) token(w http.ResponseWriter, r *http.Request) {
-	if err := r.ParseForm(); err != nil {
-		s.fail(w, r, errorf(http.StatusBadRequest, "invalid_request", "bad form: %v", err))
-		return
-	}
-	clientID, _, err := s.clientID(r)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	var resp tokenResponse
-	switch gt := r.PostForm.Get("grant_type"); gt {
-	case grantDeviceCode:
-		resp, err = s.deviceCodeGrant(r.Context(), clientID, r.PostForm)
-	case grantAuthorizationCode:
-		resp, err = s.authorizationCodeGrant(r.Context(), clientID, r.PostForm)
-	case grantRefreshToken:
-		resp, err = s.refreshTokenGrant(r.Context(), r.PostForm)
-	default:
-		err = errorf(http.StatusBadRequest, "unsupported_grant_type", "grant_type %q", gt)
-	}
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, resp)
-}
-
-// deviceCodeGrant redeems a device code (RFC 8628 §3.4-3.5).
-func (s *Server) deviceCodeGrant(ctx context.Context, clientID string, form url.Values) (tokenResponse, error) {
-	deviceCode := form.Get("device_code")
-	flow, err := s.cfg.Store.GetDeviceFlow(ctx, deviceCode)
-	if errors.Is(err, backend.ErrNotFound) || (err == nil && flow.ClientID != clientID) {
-		return tokenResponse{}, errorf(http.StatusBadRequest, "invalid_grant", "unknown device code")
-	}
-	if err != nil {
-		return tokenResponse{}, err
-	}
-	flow, err = s.cfg.Store.ConsumeDeviceFlow(ctx, deviceCode, s.cfg.DeviceFlowValidity)
-	switch {
-	case errors.Is(err, backend.ErrAuthorizationPending):
-		return tokenResponse{}, errorf(http.StatusBadRequest, "authorization_pending", "the user has not logged in yet")
-	case errors.Is(err, backend.ErrExpired):
-		return tokenResponse{}, errorf(http.StatusBadRequest, "expired_token", "the device code expired")
-	case errors.Is(err, backend.ErrFlowFailed):
-		return tokenResponse{}, errorf(http.StatusBadRequest, "access_denied", "the login failed")
-	case errors.Is(err, backend.ErrAlreadyUsed), errors.Is(err, backend.ErrNotFound):
-		return tokenResponse{}, errorf(http.StatusBadRequest, "invalid_grant", "the device code was already used")
-	case err != nil:
-		return tokenResponse{}, err
-	}
-	return s.issue(ctx, flow.IDToken, flow.Scope)
-}
-
-// authorizationCodeGrant redeems an authorization code after checking the
-// client, the redirect URI and the PKCE code_verifier (RFC 7636 §4.6). The
-// checks come before ConsumeAuthorizationFlow, so a request with a wrong
-// verifier does not burn the code; the atomic consume then makes sure the
-// code is redeemed once.
-func (s *Server) authorizationCodeGrant(ctx context.Context, clientID string, form url.Values) (tokenResponse, error) {
-	code := form.Get("code")
-	flow, err := s.cfg.Store.GetAuthorizationFlow(ctx, code, s.cfg.AuthorizationFlowValidity)
-	if errors.Is(err, backend.ErrNotFound) {
-		return tokenResponse{}, errorf(http.StatusBadRequest, "invalid_grant", "unknown or expired code")
-	}
-	if err != nil {
-		return tokenResponse{}, err
-	}
-	if flow.ClientID != clientID || flow.RedirectURI != form.Get("redirect_uri") {
-		return tokenResponse{}, errorf(http.StatusBadRequest, "invalid_grant", "client_id or redirect_uri do not match the code")
-	}
-	if !verifyS256(form.Get("code_verifier"), flow.CodeChallenge) {
-		return tokenResponse{}, errorf(http.StatusBadRequest, "invalid_grant", "code_verifier does not match the code_challenge")
-	}
-	flow, err = s.cfg.Store.ConsumeAuthorizationFlow(ctx, code, s.cfg.AuthorizationFlowValidity)
-	switch {
-	case errors.Is(err, backend.ErrAlreadyUsed), errors.Is(err, backend.ErrNotFound), errors.Is(err, backend.ErrFlowFailed):
-		return tokenResponse{}, errorf(http.StatusBadRequest, "invalid_grant", "the code was already used or is not ready")
-	case err != nil:
-		return tokenResponse{}, err
-	}
-	return s.issue(ctx, flow.IDToken, flow.Scope)
-}
-
-// verifyS256 reports whether verifier is a valid code_verifier (43 to 128
-// unreserved characters, RFC 7636 §4.1) whose S256 challenge is challenge.
-func verifyS256(verifier, challenge string) bool {
-	if len(verifier) < 43 || len(verifier) > 128 {
-		return false
-	}
-	for _, c := range verifier {
-		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || strings.ContainsRune("-._~", c)) {
-			return false
+// singleValued reports a parameter given more than once.
+func singleValued(v url.Values) error {
+	for name, vals := range v {
+		if len(vals) > 1 {
+			return badRequest("invalid_request", "parameter %s is repeated", name)
 		}
 	}
-	sum := sha256.Sum256([]byte(verifier))
-	got := base64.RawURLEncoding.EncodeToString(sum[:])
-	return subtle.ConstantTimeCompare([]byte(got), []byte(challenge)) == 1
+	return nil
 }
 
-// refreshTokenGrant rotates a refresh token (RFC 6749 §6). A token presented
-// after it was rotated is a replay: the store revokes every token of the
-// subject, and the client gets invalid_grant.
-func (s *Server) refreshTokenGrant(ctx context.Context, form url.Values) (tokenResponse, error) {
-	oldJTI, ok := s.parseRefreshToken(form.Get("refresh_token"))
-	if !ok {
-		return tokenResponse{}, errorf(http.StatusBadRequest, "invalid_grant", "malformed refresh token")
+// clientID identifies the client of a request to /device_authorization,
+// /token, /revoke or /introspect (RFC 6749 §2.3, §3.2.1). Every client here
+// is public, so identification is all there is; what is checked:
+//   - one method at a time (RFC 6749 §2.3): HTTP Basic together with a
+//     client_secret or a client_assertion in the body is invalid_request; a
+//     client_id in the body beside Basic must name the same client;
+//   - the client is registered;
+//   - a public client has no secret: a non-empty Basic password or
+//     client_secret is invalid_client (it would otherwise be accepted
+//     unchecked, and the client would believe it authenticates), and so is a
+//     client_assertion (no keys are registered to check one).
+//
+// Basic with an empty password is accepted, as golang.org/x/oauth2 sends it.
+// Empty parameters count as absent (RFC 6749 §3.1).
+func (s *Server) clientID(r *http.Request) (string, error) {
+	form := r.PostForm
+	id := form.Get("client_id")
+	user, pass, basic := r.BasicAuth()
+	if basic {
+		if form.Get("client_secret") != "" || form.Get("client_assertion") != "" {
+			return "", badRequest("invalid_request", "more than one client authentication method")
+		}
+		// RFC 6749 §2.3.1: the Basic user and password are form-encoded first.
+		u, err1 := url.QueryUnescape(user)
+		p, err2 := url.QueryUnescape(pass)
+		if err1 != nil || err2 != nil {
+			return "", errorf(http.StatusUnauthorized, "invalid_client", "malformed Basic credentials")
+		}
+		if id != "" && id != u {
+			return "", badRequest("invalid_request", "client_id differs from the Basic user")
+		}
+		id, pass = u, p
 	}
-	if backend.UUIDv7Time(oldJTI).Add(s.cfg.RefreshTokenLifetime).Before(s.cfg.Clock()) {
-		return tokenResponse{}, errorf(http.StatusBadRequest, "invalid_grant", "the refresh token expired")
+	if _, ok := s.cfg.Clients[id]; id == "" || !ok {
+		return "", errorf(http.StatusUnauthorized, "invalid_client", "unknown client")
 	}
-	newJTI, err := backend.NewUUIDv7()
-	if err != nil {
-		return tokenResponse{}, err
+	if pass != "" || form.Get("client_secret") != "" {
+		return "", errorf(http.StatusUnauthorized, "invalid_client", "the client is public and has no secret")
 	}
-	old, err := s.cfg.Store.RotateRefreshToken(ctx, oldJTI, newJTI)
-	switch {
-	case errors.Is(err, backend.ErrTokenReused):
-		s.cfg.Logger.Warn("refresh token reused: the subject's tokens were revoked", "jti", oldJTI)
-		return tokenResponse{}, errorf(http.StatusBadRequest, "invalid_grant", "the refresh token was already used; all tokens of the user are revoked")
-	case errors.Is(err, backend.ErrNotFound):
-		return tokenResponse{}, errorf(http.StatusBadRequest, "invalid_grant", "unknown refresh token")
-	case err != nil:
-		return tokenResponse{}, err
+	if form.Get("client_assertion") != "" {
+		return "", errorf(http.StatusUnauthorized, "invalid_client", "client assertions are not supported")
 	}
-	return s.response(newJTI, old.Scope)
-}
-
-// issue stores a new refresh token for the ID token's subject and answers
-// with it and a fresh access token.
-func (s *Server) issue(ctx context.Context, idToken map[string]any, scope string) (tokenResponse, error) {
-	sub, _ := idToken["sub"].(string)
-	if sub == "" {
-		return tokenResponse{}, errors.New("tokenserver: the flow's ID token has no sub")
-	}
-	jti, err := backend.NewUUIDv7()
-	if err != nil {
-		return tokenResponse{}, err
-	}
-	if err := s.cfg.Store.InsertRefreshToken(ctx, jti, sub, scope); err != nil {
-		return tokenResponse{}, err
-	}
-	return s.response(jti, scope)
-}
-
-func (s *Server) response(jti uuid.UUID, scope string) (tokenResponse, error) {
-	access, err := backend.GenerateCode() // opaque: 32 random bytes
-	if err != nil {
-		return tokenResponse{}, err
-	}
-	return tokenResponse{
-		AccessToken:  access,
-		TokenType:    "Bearer",
-		ExpiresIn:    int(s.cfg.AccessTokenLifetime.Seconds()),
-		RefreshToken: s.refreshToken(jti),
-		Scope:        scope,
-	}, nil
-}
-
-// refreshToken is the refresh token handed to the client for jti:
-// base64url(jti) "." base64url(HMAC-SHA256(key, jti)). The MAC makes it
-// unguessable from a JTI alone; a real server would sign a JWT instead.
-func (s *Server) refreshToken(jti uuid.UUID) string {
-	mac := hmac.New(sha256.New, s.cfg.Key)
-	mac.Write(jti[:])
-	return base64.RawURLEncoding.EncodeToString(jti[:]) + "." + base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
-}
-
-// parseRefreshToken returns the JTI of a refresh token made by refreshToken.
-func (s *Server) parseRefreshToken(tok string) (uuid.UUID, bool) {
-	idPart, macPart, ok := strings.Cut(tok, ".")
-	if !ok {
-		return uuid.Nil, false
-	}
-	raw, err1 := base64.RawURLEncoding.DecodeString(idPart)
-	sig, err2 := base64.RawURLEncoding.DecodeString(macPart)
-	if err1 != nil || err2 != nil || len(raw) != 16 {
-		return uuid.Nil, false
-	}
-	jti := uuid.UUID(raw)
-	mac := hmac.New(sha256.New, s.cfg.Key)
-	mac.Write(jti[:])
-	if !hmac.Equal(sig, mac.Sum(nil)) {
-		return uuid.Nil, false
-	}
-	return jti, true
-}
-
-// baseURL is the server's URL as the client reached it.
-func baseURL(r *http.Request) string {
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	return scheme + "://" + r.Host
+	return id, nil
 }
 
 // withQuery adds v to the query of rawURL.
