@@ -100,6 +100,22 @@ type RefreshToken struct {
 //     and nothing is written.
 //   - A cancelled or expired context returns the context's error (errors.Is
 //     context.Canceled / context.DeadlineExceeded) and leaves no partial write.
+//   - Honest outcomes: a write either reports what happened or says it cannot
+//     know. When the connection is lost, the reply does not arrive, or the
+//     context ends after a statement may have reached the server, the backend
+//     finds the truth where it can (a read-back on a fresh context bounded by a
+//     few seconds, after ending the lost session on the server) and returns
+//     success or the real outcome; otherwise an error wrapping
+//     ErrOutcomeUnknown (and the context's error when that was the cause). It
+//     never returns ErrTokenReused, ErrAlreadyUsed or ErrAlreadyExists for the
+//     caller's own write, and no layer runs a write again blindly.
+//   - Retries of one's own call are idempotent: InsertRefreshToken of a row
+//     identical to a stored CREATED one (same subject and scope) succeeds;
+//     RotateRefreshToken(old, new) when old is REVOKED and new is stored with
+//     old's subject and scope succeeds (the rotation happened); revocations and
+//     status updates may be run again. A Consume* whose outcome is unknown is
+//     ErrOutcomeUnknown, never a second success: its retry may get
+//     ErrAlreadyUsed for the caller's own redemption.
 //   - Every method that writes is atomic: it writes all of its effect or none.
 //   - Returned values are copies: mutating them changes nothing stored.
 //   - Codes passed in are plain codes (as handed to the client); the store only
@@ -169,7 +185,8 @@ type Backend interface {
 	ConsumeAuthorizationFlow(ctx context.Context, code string, maxValidity time.Duration) (AuthorizationFlow, error)
 
 	// InsertRefreshToken stores a CREATED token. A JTI that exists:
-	// ErrAlreadyExists. The nil UUID or a JTI that is not a UUIDv7, an empty
+	// ErrAlreadyExists, unless the stored row is CREATED with the same sub
+	// and scope (the caller's own retry): nil. The nil UUID or a JTI that is not a UUIDv7, an empty
 	// sub, sub over 256 or scope over 1024 characters: ErrInvalidInput.
 	InsertRefreshToken(ctx context.Context, jti uuid.UUID, sub, scope string) error
 
@@ -194,7 +211,9 @@ type Backend interface {
 
 	// RotateRefreshToken atomically rotates oldJTI into newJTI. Unknown old:
 	// ErrNotFound. Old already REVOKED: a stolen token was replayed, so every
-	// token of that subject is revoked and ErrTokenReused is returned.
+	// token of that subject is revoked and ErrTokenReused is returned, unless
+	// newJTI is stored with old's subject and scope: the rotation happened
+	// (this is the caller's own retry) and the call succeeds.
 	// Otherwise old becomes REVOKED, newJTI is inserted CREATED with the same
 	// subject and scope, and the old record as stored after the call (REVOKED)
 	// is returned. newJTI must be a UUIDv7 (ErrInvalidInput) that does not

@@ -150,7 +150,9 @@ func WithLogger(l *slog.Logger) Option {
 // WithoutMigration opens a SQL backend without creating or upgrading the schema.
 func WithoutMigration() Option { return func(o *Options) { o.Migrate = false } }
 
-// WithMaxOpenConns sets the SQL pool's maximum number of open connections.
+// WithMaxOpenConns sets the SQL pool's maximum number of open connections;
+// 0 keeps the backend's default bound (the SQL backend's
+// DefaultMaxOpenConns), a negative n leaves the pool unbounded.
 func WithMaxOpenConns(n int) Option { return func(o *Options) { o.MaxOpenConns = n } }
 
 // WithMaxIdleConns sets the SQL pool's maximum number of idle connections.

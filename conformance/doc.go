@@ -95,6 +95,19 @@
 //   - Every method given a cancelled context returns an error wrapping
 //     context.Canceled (an expired deadline: context.DeadlineExceeded) and
 //     writes nothing.
+//   - Retries of one's own call are idempotent (honest outcomes: a caller
+//     whose reply was lost, or who got backend.ErrOutcomeUnknown, calls
+//     again with the same arguments): InsertRefreshToken of a row identical
+//     to a stored CREATED one (same JTI, subject and scope) succeeds and
+//     changes nothing, while any difference (or a revoked row) is still
+//     ErrAlreadyExists; RotateRefreshToken(old, new) after it succeeded
+//     succeeds again, returns old REVOKED and revokes nothing, while a
+//     revoked old token presented with a stored JTI that is not its
+//     successor (another subject's or another scope's) is still a replay,
+//     ErrTokenReused. Lost replies themselves (ErrOutcomeUnknown, read-backs,
+//     no blind re-run of a write) need a real fault between the backend and
+//     its server and are tested by internal/faults for the SQL backend, not
+//     here: the contract is in package backend's general rules.
 //   - After Close, calls return a non-nil error (which one is not checked),
 //     except Close itself: a second Close returns nil.
 //

@@ -1,6 +1,7 @@
 package conformance
 
 import (
+	"bytes"
 	"errors"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ func refreshTokenTests() []testCase {
 		{"InsertGet", testTokenInsertGet},
 		{"GetUnknown", testTokenGetUnknown},
 		{"InsertDuplicate", testTokenInsertDuplicate},
+		{"InsertIdenticalRetry", testTokenInsertIdenticalRetry},
 		{"InsertNotUUIDv7", testTokenInsertNotUUIDv7},
 		{"ListBySubject", testTokenListBySubject},
 		{"ListUnknownSubject", testTokenListUnknownSubject},
@@ -69,6 +71,20 @@ func testTokenInsertDuplicate(t *testing.T, s *suite) {
 	wantErr(t, h.b.InsertRefreshToken(h.ctx, jti, "alice", "first"), backend.ErrAlreadyExists)
 	h.wantTokenStatus(jti, backend.TokenRevoked)
 	h.wantList("", revoked(jti, "alice", "first"))
+}
+
+// testTokenInsertIdenticalRetry: inserting a row identical to a stored
+// CREATED one (same JTI, subject and scope) is the caller's own retry after
+// a lost reply: a success that changes nothing. Any difference, or a
+// revoked row, is ErrAlreadyExists (testTokenInsertDuplicate).
+func testTokenInsertIdenticalRetry(t *testing.T, s *suite) {
+	h := s.open(t)
+	jti := h.insertToken("alice", "openid")
+	noErr(t, h.b.InsertRefreshToken(h.ctx, jti, "alice", "openid"), "InsertRefreshToken of an identical row")
+	h.wantList("", created(jti, "alice", "openid"))
+	wantErr(t, h.b.InsertRefreshToken(h.ctx, jti, "alice", "openid offline_access"), backend.ErrAlreadyExists)
+	wantErr(t, h.b.InsertRefreshToken(h.ctx, jti, "Alice", "openid"), backend.ErrAlreadyExists)
+	h.wantList("", created(jti, "alice", "openid"))
 }
 
 func testTokenInsertNotUUIDv7(t *testing.T, s *suite) {
@@ -222,6 +238,8 @@ func rotateTests() []testCase {
 		{"NewNotUUIDv7", testRotateNewNotUUIDv7},
 		{"NewExists", testRotateNewExists},
 		{"NewEqualsOld", testRotateNewEqualsOld},
+		{"RetryIsIdempotent", testRotateRetry},
+		{"RetryOfAnotherSuccessor", testRotateRetryOtherSuccessor},
 		{"ConcurrentExactlyOnce", testRotateConcurrent},
 	}
 }
@@ -265,6 +283,62 @@ func testRotateReplay(t *testing.T, s *suite) {
 	h.wantNoToken(attacker)
 	h.wantList("alice")
 	h.wantList("bob", created(bobs, "bob", "s"))
+}
+
+// testRotateRetry: RotateRefreshToken(old, new) again after it succeeded
+// (the caller's retry after a lost reply) finds old REVOKED and new stored
+// with old's subject and scope: the rotation happened, so it succeeds,
+// returns the old record and revokes nothing.
+func testRotateRetry(t *testing.T, s *suite) {
+	h := s.open(t)
+	old := h.insertToken("alice", "openid")
+	other := h.insertToken("alice", "other-device")
+	next := h.newJTI()
+	first, err := h.b.RotateRefreshToken(h.ctx, old, next)
+	noErr(t, err, "RotateRefreshToken")
+	again, err := h.b.RotateRefreshToken(h.ctx, old, next)
+	noErr(t, err, "RotateRefreshToken retried with the same JTIs")
+	if want := revoked(old, "alice", "openid"); again.JTI != want.JTI || again.Status != want.Status ||
+		again.Sub != want.Sub || again.Scope != want.Scope {
+		t.Errorf("retried rotation returned %+v, want %+v", again, want)
+	}
+	if first.JTI != again.JTI || first.Status != again.Status {
+		t.Errorf("retried rotation returned %+v, the first %+v", again, first)
+	}
+	live := []backend.RefreshToken{created(other, "alice", "other-device"), created(next, "alice", "openid")}
+	if bytes.Compare(next[:], other[:]) < 0 { // two JTIs of one millisecond: random order
+		live[0], live[1] = live[1], live[0]
+	}
+	h.wantList("alice", live...)
+	// The successor rotates on as usual.
+	_, err = h.b.RotateRefreshToken(h.ctx, next, h.newJTI())
+	noErr(t, err, "RotateRefreshToken of the successor")
+}
+
+// testRotateRetryOtherSuccessor: a revoked old token whose given new JTI
+// is stored but is not its successor (another subject's, or another
+// scope's) is a replay: ErrTokenReused, the subject's tokens revoked.
+func testRotateRetryOtherSuccessor(t *testing.T, s *suite) {
+	for name, mk := range map[string]func(h *harness) uuid.UUID{
+		"OtherSubject": func(h *harness) uuid.UUID { return h.insertToken("bob", "openid") },
+		"OtherScope":   func(h *harness) uuid.UUID { return h.insertToken("alice", "admin") },
+	} {
+		t.Run(name, func(t *testing.T) {
+			h := s.open(t)
+			old := h.insertToken("alice", "openid")
+			next := h.newJTI()
+			_, err := h.b.RotateRefreshToken(h.ctx, old, next)
+			noErr(t, err, "RotateRefreshToken")
+			foreign := mk(h)
+			_, err = h.b.RotateRefreshToken(h.ctx, old, foreign)
+			wantErr(t, err, backend.ErrTokenReused)
+			h.wantTokenStatus(next, backend.TokenRevoked)
+			h.wantList("alice")
+			if name == "OtherSubject" {
+				h.wantList("bob", created(foreign, "bob", "openid"))
+			}
+		})
+	}
 }
 
 func testRotateRevoked(t *testing.T, s *suite) {

@@ -475,7 +475,8 @@ func (f *authFlow) record(op string) (backend.AuthorizationFlow, error) {
 	}, nil
 }
 
-// InsertRefreshToken implements backend.Backend.
+// InsertRefreshToken implements backend.Backend. An identical stored row
+// (CREATED, same subject and scope) is a success: the caller's own retry.
 func (b *Backend) InsertRefreshToken(ctx context.Context, jti uuid.UUID, sub, scope string) error {
 	const op = "insert refresh token"
 	if err := ctx.Err(); err != nil {
@@ -488,7 +489,10 @@ func (b *Backend) InsertRefreshToken(ctx context.Context, jti uuid.UUID, sub, sc
 		return err
 	}
 	defer b.mu.Unlock()
-	if b.tokens.exists(jti) {
+	if si, i, ok := b.tokens.lookup(jti); ok {
+		if b.tokens.record(si, i) == (backend.RefreshToken{JTI: jti, Status: backend.TokenCreated, Scope: scope, Sub: sub}) {
+			return nil // an identical row: the caller's own retry
+		}
 		return fmt.Errorf("authdb: %s %s: %w", op, jti, backend.ErrAlreadyExists)
 	}
 	b.tokens.insert(jti, sub, scope)
@@ -559,7 +563,9 @@ func (b *Backend) RevokeUserRefreshTokens(ctx context.Context, sub string) (int6
 	return b.tokens.revokeAll(si), nil
 }
 
-// RotateRefreshToken implements backend.Backend.
+// RotateRefreshToken implements backend.Backend. A revoked old token whose
+// successor is newJTI with its subject and scope is a success (the
+// caller's own retry of a rotation that happened), not a replay.
 func (b *Backend) RotateRefreshToken(ctx context.Context, oldJTI, newJTI uuid.UUID) (backend.RefreshToken, error) {
 	const op = "rotate refresh token"
 	if err := ctx.Err(); err != nil {
@@ -577,6 +583,11 @@ func (b *Backend) RotateRefreshToken(ctx context.Context, oldJTI, newJTI uuid.UU
 		return backend.RefreshToken{}, fmt.Errorf("authdb: %s %s: %w", op, oldJTI, backend.ErrNotFound)
 	}
 	if b.tokens.subs[si].tokens[i].revoked {
+		// Scopes are interned: one index per scope string.
+		if nsi, ni, ok := b.tokens.lookup(newJTI); ok && nsi == si &&
+			b.tokens.subs[si].tokens[ni].scope == b.tokens.subs[si].tokens[i].scope {
+			return b.tokens.record(si, i), nil // old rotated into new already: the caller's own retry
+		}
 		n := b.tokens.revokeAll(si)
 		b.reused(ctx, backend.ReuseEvent{Sub: b.tokens.subs[si].sub, JTI: oldJTI, Scope: backend.RevokeSubject, Revoked: n})
 		return backend.RefreshToken{}, fmt.Errorf("authdb: %s %s: replayed; %d tokens of the subject revoked: %w",

@@ -29,10 +29,14 @@ func (b *Backend) InsertAuthorizationFlow(ctx context.Context, clientID, scope, 
 		if id, err = backend.NewUUIDv7(); err != nil {
 			return fmt.Errorf("authdb: %s: %w", op, err)
 		}
-		_, err = b.write(ctx, b.q.insertAuth, b.idArg(id), clientID, b.timeArg(b.now()),
+		pctx, p := withProbe(ctx)
+		_, err = b.write(pctx, b.q.insertAuth, b.idArg(id), clientID, b.timeArg(b.now()),
 			scope, codeChallenge, codeChallengeMethod, redirectURI)
 		if err != nil {
-			return b.wrap(ctx, op, safeToRetry(err))
+			// A lost reply: the flow is read back.
+			if err = b.settle(ctx, op, p, err, true, b.existsVerdict(b.q.authRedirectURI, b.idArg(id))); err != nil {
+				return b.wrap(ctx, op, err)
+			}
 		}
 		return nil
 	})
@@ -58,19 +62,33 @@ func (b *Backend) AuthorizationFlowInsertIDToken(ctx context.Context, flowID str
 	}
 	args := []any{backend.HashCode(code), string(tok), b.idArg(id), b.timeArg(liveSince(b.now(), maxValidity))}
 	var redirectURI string
+	own := b.authCodeVerdict(b.idArg(id), backend.HashCode(code), &redirectURI)
+	lost := false // an attempt lost its reply: a flow found READY may be this call's
 	err = b.retry(ctx, func() error {
 		var found bool
 		var err error
+		pctx, p := withProbe(ctx)
 		if b.dialect == dialect.MySQL {
 			var n int64
-			if n, err = b.write(ctx, b.q.authInsertIDToken, args...); err == nil && n > 0 {
+			if n, err = b.write(pctx, b.q.authInsertIDToken, args...); err != nil {
+				err = b.settle(ctx, op, p, err, true, own)
+				found = err == nil
+			} else if n > 0 {
 				found, err = queryRow(ctx, b.pool, b.q.authRedirectURI, []any{b.idArg(id)}, &redirectURI)
+				err = safeToRetry(err) // the update is done: reading again is safe
 			}
-		} else {
-			found, err = queryRow(ctx, b.pool, b.q.authInsertIDToken, args, &redirectURI)
+		} else if found, err = queryRow(pctx, b.pool, b.q.authInsertIDToken, args, &redirectURI); err != nil {
+			err = b.settle(ctx, op, p, err, true, own)
+			found = err == nil
 		}
 		if err != nil {
+			lost = lost || isRetryable(err)
 			return b.wrap(ctx, op, err)
+		}
+		if !found && lost {
+			if v, err := own(ctx); err == nil && v == applied {
+				found = true
+			}
 		}
 		if !found {
 			return fmt.Errorf("authdb: %s %s: %w", op, id, backend.ErrNotPending)
@@ -104,7 +122,7 @@ func (b *Backend) GetAuthorizationFlow(ctx context.Context, code string, maxVali
 
 // UpdateAuthorizationFlowStatus implements backend.Backend: one UPDATE.
 func (b *Backend) UpdateAuthorizationFlowStatus(ctx context.Context, code string, status backend.FlowStatus) error {
-	return b.updateFlowStatus(ctx, "update authorization flow status", b.q.updateAuthStatus, code, status)
+	return b.updateFlowStatus(ctx, "update authorization flow status", b.q.updateAuthStatus, b.q.authStatus, code, status)
 }
 
 // ConsumeAuthorizationFlow implements backend.Backend, as ConsumeDeviceFlow:
@@ -129,12 +147,16 @@ func (b *Backend) ConsumeAuthorizationFlow(ctx context.Context, code string, max
 }
 
 func (b *Backend) consumeAuthOnce(ctx context.Context, hash string, since any, r *authRow) error {
+	pctx, p := withProbe(ctx)
+	lost := func(err error) error {
+		return b.settle(ctx, "consume authorization flow", p, err, false, b.consumeVerdict(b.q.authStatus, hash))
+	}
 	switch b.dialect {
 	case dialect.Postgres:
 		var done bool
-		found, err := queryRow(ctx, b.pool, b.q.consumeAuth, []any{hash, since, hash, since}, append([]any{&done}, r.dest()...)...)
+		found, err := queryRow(pctx, b.pool, b.q.consumeAuth, []any{hash, since, hash, since}, append([]any{&done}, r.dest()...)...)
 		if err != nil {
-			return err
+			return lost(err)
 		}
 		if !found {
 			return fmt.Errorf("authdb: consume authorization flow: %w", backend.ErrNotFound)
@@ -144,9 +166,12 @@ func (b *Backend) consumeAuthOnce(ctx context.Context, hash string, since any, r
 		}
 		return authFailure(r)
 	case dialect.SQLite:
-		found, err := queryRow(ctx, b.pool, b.q.consumeAuth, []any{hash, since}, r.dest()...)
-		if err != nil || found {
-			return err
+		found, err := queryRow(pctx, b.pool, b.q.consumeAuth, []any{hash, since}, r.dest()...)
+		if err != nil {
+			return lost(err)
+		}
+		if found {
+			return nil
 		}
 		found, err = queryRow(ctx, b.pool, b.q.getAuth, []any{hash, since}, r.dest()...)
 		if err != nil {
@@ -167,9 +192,9 @@ func (b *Backend) consumeAuthOnce(ctx context.Context, hash string, since any, r
 		if err := authFailure(r); !errors.Is(err, errRaced) {
 			return err
 		}
-		n, err := b.write(ctx, b.q.consumeAuth, hash, since)
+		n, err := b.write(pctx, b.q.consumeAuth, hash, since)
 		if err != nil {
-			return err
+			return lost(err)
 		}
 		if n == 0 {
 			return errRaced

@@ -50,9 +50,13 @@ func (b *Backend) cleanup(ctx context.Context, op, table, query string, bound an
 	for {
 		var n int64
 		err := b.retry(ctx, func() error {
+			pctx, p := withProbe(ctx)
 			var err error
-			if n, err = b.write(ctx, query, bound, batch); err != nil {
-				return b.wrap(ctx, op, safeToRetry(err)) // deleting again does no harm
+			if n, err = b.write(pctx, query, bound, batch); err != nil {
+				n = 0
+				// Deleting again does no harm; a batch lost with the context
+				// is ErrOutcomeUnknown (its count is unknown).
+				return b.wrap(ctx, op, b.settle(ctx, op, p, err, true, nil))
 			}
 			return nil
 		})

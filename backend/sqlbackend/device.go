@@ -48,14 +48,20 @@ func (b *Backend) InsertDeviceFlow(ctx context.Context, clientID, scope string) 
 			if err != nil {
 				return fmt.Errorf("authdb: %s: %w", op, err)
 			}
-			n, err := b.write(ctx, b.q.insertDevice, uc, b.timeArg(b.now()), clientID, scope, backend.HashCode(dc))
+			pctx, p := withProbe(ctx)
+			hash := backend.HashCode(dc)
+			n, err := b.write(pctx, b.q.insertDevice, uc, b.timeArg(b.now()), clientID, scope, hash)
 			if err != nil {
 				if sqldialect.IsDuplicate(err) && ctx.Err() == nil {
 					continue // the user code (or, by a miracle, the device code) is taken
 				}
-				// Inserting again after a lost connection at worst leaves an
-				// orphan flow, whose codes nobody has.
-				return b.wrap(ctx, op, safeToRetry(err))
+				// A lost reply: the flow is read back. Inserting again (new
+				// codes) at worst leaves an orphan flow nobody has the codes of.
+				err = b.settle(ctx, op, p, err, true, b.existsVerdict(b.q.deviceStatus, hash))
+				if err != nil {
+					return b.wrap(ctx, op, err)
+				}
+				n = 1
 			}
 			if n == 0 {
 				continue
@@ -106,12 +112,24 @@ func (b *Backend) DeviceFlowInsertIDToken(ctx context.Context, userCode string, 
 		return fmt.Errorf("authdb: %s %q: %w", op, code, backend.ErrNotPending)
 	}
 	since := b.timeArg(liveSince(b.now(), maxValidity))
+	own := b.idTokenVerdict(code, tok)
+	lost := false // an attempt lost its reply: a flow found READY may be this call's
 	return b.retry(ctx, func() error {
-		n, err := b.write(ctx, b.q.deviceInsertIDToken, string(tok), code, since)
+		pctx, p := withProbe(ctx)
+		n, err := b.write(pctx, b.q.deviceInsertIDToken, string(tok), code, since)
 		if err != nil {
-			return b.wrap(ctx, op, err)
+			if err = b.settle(ctx, op, p, err, true, own); err != nil {
+				lost = lost || isRetryable(err)
+				return b.wrap(ctx, op, err)
+			}
+			return nil
 		}
 		if n == 0 {
+			if lost {
+				if v, err := own(ctx); err == nil && v == applied {
+					return nil
+				}
+			}
 			return fmt.Errorf("authdb: %s %q: %w", op, code, backend.ErrNotPending)
 		}
 		return nil
@@ -151,23 +169,28 @@ func (b *Backend) readRow(ctx context.Context, op, query string, args []any, des
 
 // UpdateDeviceFlowStatus implements backend.Backend: one UPDATE.
 func (b *Backend) UpdateDeviceFlowStatus(ctx context.Context, deviceCode string, status backend.FlowStatus) error {
-	return b.updateFlowStatus(ctx, "update device flow status", b.q.updateDeviceStatus, deviceCode, status)
+	return b.updateFlowStatus(ctx, "update device flow status", b.q.updateDeviceStatus, b.q.deviceStatus, deviceCode, status)
 }
 
 // updateFlowStatus sets the status of the flow whose code hashes to the
 // stored one, with query (updateDeviceStatus or updateAuthStatus): one
 // UPDATE, run again after a lost connection since it is idempotent.
-func (b *Backend) updateFlowStatus(ctx context.Context, op, query, code string, status backend.FlowStatus) error {
+func (b *Backend) updateFlowStatus(ctx context.Context, op, query, statusQuery, code string, status backend.FlowStatus) error {
 	if err := start(ctx, op); err != nil {
 		return err
 	}
 	if err := backend.CheckFlowStatus(status); err != nil {
 		return fmt.Errorf("authdb: %s: %w", op, err)
 	}
+	hash := backend.HashCode(code)
 	return b.retry(ctx, func() error {
-		n, err := b.write(ctx, query, string(status), backend.HashCode(code))
+		pctx, p := withProbe(ctx)
+		n, err := b.write(pctx, query, string(status), hash)
 		if err != nil {
-			return b.wrap(ctx, op, safeToRetry(err)) // idempotent
+			if err = b.settle(ctx, op, p, err, true, b.statusVerdict(statusQuery, hash, status)); err != nil {
+				return b.wrap(ctx, op, err) // idempotent
+			}
+			return nil
 		}
 		if n == 0 {
 			return fmt.Errorf("authdb: %s: %w", op, backend.ErrNotFound)
@@ -205,12 +228,16 @@ func (b *Backend) ConsumeDeviceFlow(ctx context.Context, deviceCode string, maxV
 }
 
 func (b *Backend) consumeDeviceOnce(ctx context.Context, hash string, since any, sinceT time.Time, r *deviceRow) error {
+	pctx, p := withProbe(ctx)
+	lost := func(err error) error {
+		return b.settle(ctx, "consume device flow", p, err, false, b.consumeVerdict(b.q.deviceStatus, hash))
+	}
 	switch b.dialect {
 	case dialect.Postgres:
 		var done bool
-		found, err := queryRow(ctx, b.pool, b.q.consumeDevice, []any{hash, since, hash}, append([]any{&done}, r.dest()...)...)
+		found, err := queryRow(pctx, b.pool, b.q.consumeDevice, []any{hash, since, hash}, append([]any{&done}, r.dest()...)...)
 		if err != nil {
-			return err
+			return lost(err)
 		}
 		if !found {
 			return fmt.Errorf("authdb: consume device flow: %w", backend.ErrNotFound)
@@ -220,9 +247,12 @@ func (b *Backend) consumeDeviceOnce(ctx context.Context, hash string, since any,
 		}
 		return deviceFailure(r, sinceT)
 	case dialect.SQLite:
-		found, err := queryRow(ctx, b.pool, b.q.consumeDevice, []any{hash, since}, r.dest()...)
-		if err != nil || found {
-			return err
+		found, err := queryRow(pctx, b.pool, b.q.consumeDevice, []any{hash, since}, r.dest()...)
+		if err != nil {
+			return lost(err)
+		}
+		if found {
+			return nil
 		}
 		found, err = queryRow(ctx, b.pool, b.q.getDevice, []any{hash}, r.dest()...)
 		if err != nil {
@@ -243,9 +273,9 @@ func (b *Backend) consumeDeviceOnce(ctx context.Context, hash string, since any,
 		if err := deviceFailure(r, sinceT); !errors.Is(err, errRaced) {
 			return err // not READY and live: nothing to update
 		}
-		n, err := b.write(ctx, b.q.consumeDevice, hash, since)
+		n, err := b.write(pctx, b.q.consumeDevice, hash, since)
 		if err != nil {
-			return err
+			return lost(err)
 		}
 		if n == 0 {
 			return errRaced

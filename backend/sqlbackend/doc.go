@@ -16,7 +16,11 @@
 // Every URL accepts the pool parameters max_open_conns, max_idle_conns
 // (integers) and conn_max_lifetime (a Go duration such as 30m); they win
 // over backend.WithMaxOpenConns, WithMaxIdleConns and WithConnMaxLifetime.
-// When neither sets the idle limit it is DefaultMaxIdleConns. Besides those,
+// When neither sets the idle limit it is DefaultMaxIdleConns; when neither
+// sets the open limit it is DefaultMaxOpenConns() (4 per GOMAXPROCS, 16 to
+// 64); max_open_conns=0 (or a negative WithMaxOpenConns) is unbounded. A
+// server refusing connections (MySQL 1040, PostgreSQL 53300) is retried
+// within the caller's deadline: nothing was sent. Besides those,
 // each engine accepts only the driver parameters below; any other query
 // parameter is an error wrapping backend.ErrInvalidInput, as is a malformed
 // URL. Errors name the scheme and host (or the SQLite path), never the
@@ -85,7 +89,7 @@
 //	ConsumeDeviceFlow/Authorization 1 (CTE)      1 (+1 when refused)    2 (1 when refused)
 //	AuthorizationFlowInsertIDToken  1            1                      2 (1 when refused)
 //	RotateRefreshToken              1 (CTE)      4 (BEGIN..COMMIT)      MariaDB 4, MySQL 5 (see below)
-//	  refused (unknown/replayed)    +1 / +2      +1 / +2                MariaDB +1 / +2, MySQL 1 / 2
+//	  refused (unknown/replayed)    +1 / +3      +1 / +3                MariaDB +1 / +3, MySQL 1 / 3
 //	InsertDeviceFlow                1 per user code tried (ON CONFLICT DO NOTHING; MySQL: error 1062)
 //	every other operation           1
 //	CleanExpired*                   1 per batch of Options.CleanupBatchSize rows
@@ -96,12 +100,18 @@
 // BEGIN, UPDATE, INSERT, COMMIT (its failure paths need only that read).
 //
 // Connections that die (a killed session, a restarted server) are
-// discarded; a call that lost its connection runs again when that cannot do
-// anything twice: reads, idempotent writes (status updates, revocations,
-// clean-up), flow inserts (the lost one, if it happened, is an orphan
-// nobody has the codes of) and transactions that had not sent COMMIT. A
-// write whose outcome the lost connection hides (a COMMIT sent, a single
-// conditional update) returns the error.
+// discarded. A call whose connection died before its write could apply
+// runs again; a write whose reply was lost, or whose context ended after
+// the statement was sent, is settled by the rules of outcome.go: the lost
+// session is ended on the server (KILL CONNECTION, pg_terminate_backend;
+// each pool connection learns its session id once, with SELECT
+// CONNECTION_ID() or SELECT pg_backend_pid()), the write's effect is read
+// back on a context of its own (ReadBackTimeout), and the call returns
+// success, runs again, or returns an error wrapping
+// backend.ErrOutcomeUnknown. lib/pq's driver.ErrBadConn after a sent
+// statement, which database/sql would answer by running the statement
+// again on another connection, is turned into a non-retryable error first.
+// None of this adds a statement to a call that gets its reply.
 //
 // MySQL's driver does not stop a statement on the server when its context
 // ends; the backend does: it knows each connection's server id and kills

@@ -26,6 +26,17 @@ const (
 	// failing with a transient conflict; the last error is then returned,
 	// wrapped.
 	MaxAttempts = 5
+	// MaxConnWait bounds how long an operation whose context has no
+	// deadline waits for the server to accept a connection when it refuses
+	// with "too many connections" (MySQL 1040, PostgreSQL 53300); with a
+	// deadline, the operation waits until the deadline.
+	MaxConnWait = 10 * time.Second
+	// maxConnBackoff caps the wait between two connection attempts then.
+	maxConnBackoff = 100 * time.Millisecond
+	// maxLostAttempts bounds the attempts, beyond MaxAttempts, of an
+	// operation whose connections keep dying before anything applied
+	// (2*DefaultMaxIdleConns: a pool of dead idle connections is drained).
+	maxLostAttempts = 2 * DefaultMaxIdleConns
 	// retryBase is the first back-off; each attempt doubles it, and the wait
 	// is drawn uniformly from [base/2, base] (jitter).
 	retryBase = 4 * time.Millisecond
@@ -42,6 +53,9 @@ func IsTransient(err error) bool { return sqldialect.IsTransient(err) }
 // backend.ErrAlreadyExists for a duplicate key, else the driver error
 // wrapped with the operation's name.
 func (b *Backend) wrap(ctx context.Context, op string, err error) error {
+	if errors.Is(err, backend.ErrOutcomeUnknown) {
+		return err // settled already (outcome.go)
+	}
 	if ctxErr := ctx.Err(); ctxErr != nil {
 		return fmt.Errorf("authdb: %s: %w", op, ctxErr)
 	}
@@ -67,14 +81,21 @@ func Retry(ctx context.Context, fn func() error) error { return retry(ctx, 0, ni
 // Each retry of a transient or lost-connection error is logged at Debug on
 // logger (when not nil), with the attempt, the wait and the error.
 func retry(ctx context.Context, busyBudget time.Duration, logger *slog.Logger, fn func() error) error {
-	wait := retryBase
-	var busySince time.Time
+	wait, connWait := retryBase, retryBase
+	var busySince, fullSince time.Time
+	lost := 0
 	for attempt := 1; ; attempt++ {
 		err := fn()
 		if err == nil {
 			return nil
 		}
+		if errors.Is(err, backend.ErrOutcomeUnknown) {
+			return err // never run again blindly (outcome.go)
+		}
 		if ctxErr := ctx.Err(); ctxErr != nil {
+			if backend.IsSentinel(err) {
+				return err // an outcome, found before the context ended
+			}
 			if errors.Is(err, ctxErr) {
 				return err
 			}
@@ -88,6 +109,27 @@ func retry(ctx context.Context, busyBudget time.Duration, logger *slog.Logger, f
 				return fmt.Errorf("%w (database busy for %v)", err, busyBudget)
 			}
 			d = busyWait/2 + jitter(busyWait/2)
+		} else if sqldialect.IsTooManyConnections(err) {
+			// Refused at connection time: no statement was sent. Wait for a
+			// free connection within the caller's deadline (at most
+			// MaxConnWait without one).
+			if fullSince.IsZero() {
+				fullSince = time.Now()
+			} else if _, ok := ctx.Deadline(); !ok && time.Since(fullSince) >= MaxConnWait {
+				return fmt.Errorf("%w (the server had no free connection for %v)", err, MaxConnWait)
+			}
+			d = connWait/2 + jitter(connWait/2)
+			connWait = min(2*connWait, maxConnBackoff)
+		} else if isRetryable(err) && !IsTransient(err) && lost < maxLostAttempts {
+			// A connection lost by an attempt that certainly did not apply:
+			// the pool may hold many a restarted server closed; each such
+			// attempt discards one. No back-off: a new connection is tried.
+			lost++
+			attempt--
+			if logger != nil {
+				logger.Debug("authdb: retrying after a lost connection", "error", err)
+			}
+			continue
 		} else {
 			if attempt >= MaxAttempts || !(IsTransient(err) || isRetryable(err)) {
 				if attempt > 1 {
@@ -137,7 +179,7 @@ func isRetryable(err error) bool {
 // anything twice: reads, idempotent writes, and transactions that had not
 // sent COMMIT.
 func safeToRetry(err error) error {
-	if err != nil && isConnLost(err) {
+	if err != nil && isConnLost(err) && !errors.Is(err, backend.ErrOutcomeUnknown) {
 		return retryable{err}
 	}
 	return err
@@ -146,7 +188,7 @@ func safeToRetry(err error) error {
 // isConnLost reports whether err says the connection to the server died
 // (a killed session, a restarted server, a reset socket).
 func isConnLost(err error) bool {
-	if errors.Is(err, driver.ErrBadConn) || errors.Is(err, mysql.ErrInvalidConn) ||
+	if errors.Is(err, driver.ErrBadConn) || errors.Is(err, errSentLost) || errors.Is(err, mysql.ErrInvalidConn) ||
 		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
 		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNREFUSED) {
 		return true

@@ -130,6 +130,19 @@ func TestPoolSettings(t *testing.T) {
 	if got := b.DB().Stats().MaxOpenConnections; got != 7 {
 		t.Errorf("MaxOpenConnections = %d, want 7 (option)", got)
 	}
+	// Unset: bounded by default; 0 in the URL or a negative option: unbounded.
+	b = open(t, "sqlite://"+path)
+	if got, want := b.DB().Stats().MaxOpenConnections, sqlbackend.DefaultMaxOpenConns(); got != want || want < sqlbackend.DefaultMaxIdleConns || want > 64 {
+		t.Errorf("MaxOpenConnections = %d, want the default %d (16 to 64)", got, want)
+	}
+	b = open(t, "sqlite://"+path+"?max_open_conns=0", backend.WithMaxOpenConns(7))
+	if got := b.DB().Stats().MaxOpenConnections; got != 0 {
+		t.Errorf("MaxOpenConnections = %d, want 0 (unbounded, URL)", got)
+	}
+	b = open(t, "sqlite://"+path, backend.WithMaxOpenConns(-1))
+	if got := b.DB().Stats().MaxOpenConnections; got != 0 {
+		t.Errorf("MaxOpenConnections = %d, want 0 (unbounded, option)", got)
+	}
 }
 
 // TestAccessors: Dialect, DB, and Migrate on a backend opened without

@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"sync/atomic"
 	"time"
 
+	"entgo.io/ent/dialect"
 	"github.com/go-sql-driver/mysql"
 )
 
@@ -25,29 +27,39 @@ import (
 // the statement begins; KILL CONNECTION ends the session whatever it is
 // doing next, and the driver has closed that connection anyway.
 
-// idConnector wraps a driver.Connector: each new connection learns its
-// CONNECTION_ID().
-type idConnector struct{ driver.Connector }
+// idConnector wraps a driver.Connector (MySQL, PostgreSQL): each new
+// connection learns its server session id (CONNECTION_ID(),
+// pg_backend_pid()), which killOnCancel and the outcome rules' fence end
+// on the server, and reports its statements to their contexts' probes
+// (outcome.go).
+type idConnector struct {
+	driver.Connector
+	pg bool // lib/pq: its ErrBadConn after a sent statement becomes errSentLost
+}
 
 func (c idConnector) Connect(ctx context.Context) (driver.Conn, error) {
 	dc, err := c.Connector.Connect(ctx)
 	if err != nil {
 		return nil, err
 	}
-	id, err := connectionID(ctx, dc)
+	query := "SELECT CONNECTION_ID()"
+	if c.pg {
+		query = "SELECT pg_backend_pid()"
+	}
+	id, err := connectionID(ctx, dc, query)
 	if err != nil {
 		dc.Close()
 		return nil, err
 	}
-	return &idConn{conn: dc, id: id}, nil
+	return &idConn{conn: dc, id: id, pg: c.pg}, nil
 }
 
-func connectionID(ctx context.Context, dc driver.Conn) (uint64, error) {
+func connectionID(ctx context.Context, dc driver.Conn, query string) (uint64, error) {
 	q, ok := dc.(driver.QueryerContext)
 	if !ok {
-		return 0, errors.New("authdb: mysql driver connection cannot query")
+		return 0, errors.New("authdb: driver connection cannot query")
 	}
-	rows, err := q.QueryContext(ctx, "SELECT CONNECTION_ID()", nil)
+	rows, err := q.QueryContext(ctx, query, nil)
 	if err != nil {
 		return 0, err
 	}
@@ -57,7 +69,7 @@ func connectionID(ctx context.Context, dc driver.Conn) (uint64, error) {
 		if err == io.EOF {
 			err = errors.New("no row")
 		}
-		return 0, fmt.Errorf("authdb: read CONNECTION_ID(): %w", err)
+		return 0, fmt.Errorf("authdb: read the session id: %w", err)
 	}
 	switch x := v[0].(type) {
 	case int64:
@@ -67,15 +79,24 @@ func connectionID(ctx context.Context, dc driver.Conn) (uint64, error) {
 	case []byte:
 		return strconv.ParseUint(string(x), 10, 64)
 	}
-	return 0, fmt.Errorf("authdb: CONNECTION_ID() is a %T", v[0])
+	return 0, fmt.Errorf("authdb: session id is a %T", v[0])
 }
 
-// idConn is a go-sql-driver connection with its server id. It forwards
+// idConn is a driver connection with its server session id. It forwards
 // every interface database/sql uses (interpolated ExecContext/QueryContext
-// above all, or statements would be prepared: two round trips).
+// above all, or statements would be prepared: two round trips), and
+// reports each statement it sends (before, after: outcome.go).
 type idConn struct {
 	conn driver.Conn
 	id   uint64
+	pg   bool
+	// lost: a sent statement lost the connection; last: the context of the
+	// last statement. A connection that lost a statement, or whose last
+	// statement's context ended (its reply may still be on the way), is
+	// never given back to the pool (IsValid), so that a fence ends no
+	// other call's session.
+	lost atomic.Bool
+	last atomic.Pointer[context.Context]
 }
 
 var (
@@ -97,28 +118,56 @@ func (c *idConn) Close() error                              { return c.conn.Clos
 func (c *idConn) Begin() (driver.Tx, error) { return c.conn.Begin() }
 
 func (c *idConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
-	return c.conn.(driver.ConnBeginTx).BeginTx(ctx, opts)
+	if err := c.before(ctx); err != nil {
+		return nil, err
+	}
+	tx, err := c.conn.(driver.ConnBeginTx).BeginTx(ctx, opts)
+	if err != nil {
+		return nil, err // BEGIN changes nothing: database/sql may run it again
+	}
+	return idTx{Tx: tx, c: c, ctx: ctx}, nil
 }
 
 func (c *idConn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
-	return c.conn.(driver.ConnPrepareContext).PrepareContext(ctx, query)
+	st, err := c.conn.(driver.ConnPrepareContext).PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return idStmt{Stmt: st, c: c}, nil
 }
 
 func (c *idConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
-	return c.conn.(driver.ExecerContext).ExecContext(ctx, query, args)
+	if err := c.before(ctx); err != nil {
+		return nil, err
+	}
+	r, err := c.conn.(driver.ExecerContext).ExecContext(ctx, query, args)
+	return r, c.after(err)
 }
 
 func (c *idConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
-	return c.conn.(driver.QueryerContext).QueryContext(ctx, query, args)
+	if err := c.before(ctx); err != nil {
+		return nil, err
+	}
+	r, err := c.conn.(driver.QueryerContext).QueryContext(ctx, query, args)
+	return r, c.after(err)
 }
 
 func (c *idConn) Ping(ctx context.Context) error { return c.conn.(driver.Pinger).Ping(ctx) }
 
 func (c *idConn) ResetSession(ctx context.Context) error {
+	if c.lost.Load() {
+		return driver.ErrBadConn
+	}
 	return c.conn.(driver.SessionResetter).ResetSession(ctx)
 }
 
-func (c *idConn) IsValid() bool { return c.conn.(driver.Validator).IsValid() }
+// IsValid is asked when the connection goes back to the pool.
+func (c *idConn) IsValid() bool {
+	if last := c.last.Swap(nil); last != nil && (*last).Err() != nil {
+		return false
+	}
+	return c.valid()
+}
 
 func (c *idConn) CheckNamedValue(nv *driver.NamedValue) error {
 	return c.conn.(driver.NamedValueChecker).CheckNamedValue(nv)
@@ -132,7 +181,7 @@ func (c *idConn) CheckNamedValue(nv *driver.NamedValue) error {
 // statements (PostgreSQL's driver cancels on the server itself; SQLite runs
 // in the process).
 func (b *Backend) killOnCancel(ctx context.Context, fn func(q querier) error) error {
-	if b.killer == nil || ctx.Done() == nil {
+	if b.killer == nil || b.dialect != dialect.MySQL || ctx.Done() == nil {
 		return fn(b.pool)
 	}
 	conn, err := b.db.Conn(ctx)
@@ -191,51 +240,63 @@ func (b *Backend) write(ctx context.Context, query string, args ...any) (n int64
 func (b *Backend) killQuery(id uint64) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	err := func() error {
-		dc, err := b.killer.Connect(ctx)
-		if err != nil {
-			return err
-		}
-		defer dc.Close()
-		ex, ok := dc.(driver.ExecerContext)
-		if !ok {
-			return errors.New("driver connection cannot execute")
-		}
-		_, err = ex.ExecContext(ctx, "KILL CONNECTION "+strconv.FormatUint(id, 10), nil)
-		var myErr *mysql.MySQLError
-		if errors.As(err, &myErr) && myErr.Number == 1094 {
-			return nil // unknown thread: the session had already ended
-		}
-		if err != nil {
-			return err
-		}
-		return waitSessionGone(ctx, dc, id)
-	}()
-	if err != nil {
+	if err := b.endSession(ctx, id); err != nil {
 		b.opts.Logger.Warn("authdb: could not stop a cancelled MySQL statement", "session", id, "error", err)
 		return
 	}
 	b.opts.Logger.Debug("authdb: killed the session of a cancelled MySQL write", "session", id)
 }
 
-// killWait bounds how long killQuery waits for a killed session to leave
-// the server.
-const killWait = 300 * time.Millisecond
+// endSession ends server session id (MySQL: KILL CONNECTION; PostgreSQL:
+// pg_terminate_backend, which a role may do to its own sessions) from a
+// connection of its own, and waits until the session has left the server
+// (waitSessionGone). A session that had already ended is no error.
+func (b *Backend) endSession(ctx context.Context, id uint64) error {
+	dc, err := b.killer.Connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer dc.Close()
+	ex, ok := dc.(driver.ExecerContext)
+	if !ok {
+		return errors.New("driver connection cannot execute")
+	}
+	idArg := []driver.NamedValue{{Ordinal: 1, Value: int64(id)}}
+	if b.dialect == dialect.Postgres {
+		// false (with a warning) when no such backend runs: nothing to wait for.
+		if _, err := ex.ExecContext(ctx, "SELECT pg_terminate_backend($1)", idArg); err != nil {
+			return err
+		}
+		return waitSessionGone(ctx, dc, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", id)
+	}
+	_, err = ex.ExecContext(ctx, "KILL CONNECTION "+strconv.FormatUint(id, 10), nil)
+	var myErr *mysql.MySQLError
+	if errors.As(err, &myErr) && myErr.Number == 1094 {
+		return nil // unknown thread: the session had already ended
+	}
+	if err != nil {
+		return err
+	}
+	return waitSessionGone(ctx, dc, "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = ?", id)
+}
 
-// waitSessionGone polls the process list until session id has ended, for at
-// most killWait. KILL only flags the session: a statement woken from a lock
-// wait by it could otherwise still be applied if the lock is released before
-// the session notices the flag. Once the session is gone, its statement can
-// no longer be applied.
-func waitSessionGone(ctx context.Context, dc driver.Conn, id uint64) error {
+// killWait bounds how long endSession waits for an ended session to leave
+// the server.
+const killWait = time.Second
+
+// waitSessionGone polls the process list (query counts the sessions with
+// the id) until session id has ended, for at most killWait. KILL only flags
+// the session: a statement woken from a lock wait by it could otherwise
+// still be applied if the lock is released before the session notices the
+// flag. Once the session is gone, its statement can no longer be applied.
+func waitSessionGone(ctx context.Context, dc driver.Conn, query string, id uint64) error {
 	q, ok := dc.(driver.QueryerContext)
 	if !ok {
 		return nil
 	}
 	deadline := time.Now().Add(killWait)
 	for {
-		rows, err := q.QueryContext(ctx, "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = ?",
-			[]driver.NamedValue{{Ordinal: 1, Value: int64(id)}})
+		rows, err := q.QueryContext(ctx, query, []driver.NamedValue{{Ordinal: 1, Value: int64(id)}})
 		if err != nil {
 			return err
 		}
@@ -251,7 +312,7 @@ func waitSessionGone(ctx context.Context, dc driver.Conn, id uint64) error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("session %d still on the server %v after KILL", id, killWait)
+			return fmt.Errorf("session %d still on the server %v after it was ended", id, killWait)
 		}
 		time.Sleep(2 * time.Millisecond)
 	}

@@ -49,6 +49,12 @@ type queries struct {
 	cleanDevices   string
 	cleanAuths     string
 	cleanTokens    string
+
+	// The read-backs of writes whose reply was lost (outcome.go).
+	deviceByUserCode string
+	deviceStatus     string
+	authByID         string
+	authStatus       string
 }
 
 // fields returns a pointer to every statement: the one list of them, which
@@ -59,6 +65,7 @@ func (q *queries) fields() []*string {
 		&q.insertAuth, &q.authInsertIDToken, &q.authRedirectURI, &q.getAuth, &q.updateAuthStatus, &q.consumeAuth,
 		&q.insertToken, &q.getToken, &q.listTokens, &q.listAllTokens, &q.revokeToken, &q.revokeUser,
 		&q.rotate, &q.rotateInsert, &q.getTokenForRot, &q.cleanDevices, &q.cleanAuths, &q.cleanTokens,
+		&q.deviceByUserCode, &q.deviceStatus, &q.authByID, &q.authStatus,
 	}
 }
 
@@ -87,6 +94,11 @@ func buildQueries(d string, mariaDB bool) *queries {
 		rotate:         `UPDATE "RefreshTokens" SET "Status"='REVOKED' WHERE "JTI"=? AND "Status"='CREATED'`,
 		rotateInsert:   `INSERT INTO "RefreshTokens" ("JTI","Status","Scope","Sub") VALUES (?,'CREATED',?,?)`,
 		getTokenForRot: `SELECT "Status","Scope","Sub" FROM "RefreshTokens" WHERE "JTI"=?`,
+
+		deviceByUserCode: `SELECT ` + deviceCols + ` FROM "DeviceFlows" WHERE "UserCode"=?`,
+		deviceStatus:     `SELECT "Status" FROM "DeviceFlows" WHERE "DeviceCode"=?`,
+		authByID:         `SELECT ` + authCols + ` FROM "AuthorizationFlows" WHERE "UUID"=?`,
+		authStatus:       `SELECT "Status" FROM "AuthorizationFlows" WHERE "Code"=?`,
 	}
 	switch d {
 	case dialect.MySQL:

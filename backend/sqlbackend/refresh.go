@@ -11,8 +11,10 @@ import (
 	"github.com/authdb/authdb/internal/sqldialect"
 )
 
-// InsertRefreshToken implements backend.Backend: one INSERT; a duplicate
-// key is backend.ErrAlreadyExists.
+// InsertRefreshToken implements backend.Backend: one INSERT. A duplicate
+// key is backend.ErrAlreadyExists, unless the stored row is identical
+// (CREATED, same subject and scope): a retry of one's own insert, a
+// success. A lost reply is settled by reading the token back (outcome.go).
 func (b *Backend) InsertRefreshToken(ctx context.Context, jti uuid.UUID, sub, scope string) error {
 	const op = "insert refresh token"
 	if err := start(ctx, op); err != nil {
@@ -21,9 +23,18 @@ func (b *Backend) InsertRefreshToken(ctx context.Context, jti uuid.UUID, sub, sc
 	if err := backend.CheckRefreshToken(jti, sub, scope); err != nil {
 		return fmt.Errorf("authdb: %s: %w", op, err)
 	}
+	opj, arg := fmt.Sprintf("%s %s", op, jti), b.idArg(jti)
 	return b.retry(ctx, func() error {
-		if _, err := b.write(ctx, b.q.insertToken, b.idArg(jti), scope, sub); err != nil {
-			return b.wrap(ctx, fmt.Sprintf("%s %s", op, jti), err)
+		pctx, p := withProbe(ctx)
+		_, err := b.write(pctx, b.q.insertToken, arg, scope, sub)
+		if err != nil && sqldialect.IsDuplicate(err) {
+			return b.ownInsert(ctx, opj, arg, sub, scope, err)
+		}
+		err = b.settle(ctx, opj, p, err, true, func(rctx context.Context) (verdict, error) {
+			return b.tokenVerdict(rctx, arg, sub, scope)
+		})
+		if err != nil {
+			return b.wrap(ctx, opj, err)
 		}
 		return nil
 	})
@@ -97,10 +108,15 @@ func (b *Backend) RevokeRefreshToken(ctx context.Context, jti uuid.UUID) error {
 	if err := start(ctx, op); err != nil {
 		return err
 	}
+	arg := b.idArg(jti)
 	return b.retry(ctx, func() error {
-		n, err := b.write(ctx, b.q.revokeToken, b.idArg(jti))
+		pctx, p := withProbe(ctx)
+		n, err := b.write(pctx, b.q.revokeToken, arg)
 		if err != nil {
-			return b.wrap(ctx, op, safeToRetry(err)) // idempotent
+			if err = b.settle(ctx, op, p, err, true, b.revokeVerdict(arg)); err != nil {
+				return b.wrap(ctx, op, err)
+			}
+			return nil
 		}
 		if n == 0 {
 			return fmt.Errorf("authdb: %s %s: %w", op, jti, backend.ErrNotFound)
@@ -110,7 +126,9 @@ func (b *Backend) RevokeRefreshToken(ctx context.Context, jti uuid.UUID) error {
 }
 
 // RevokeUserRefreshTokens implements backend.Backend: one UPDATE of the
-// subject's CREATED tokens, whose count it returns.
+// subject's CREATED tokens, whose count it returns. When the reply is lost
+// and the subject is then found with no live token, the call succeeds with
+// a count of 0 (the count was in the lost reply).
 func (b *Backend) RevokeUserRefreshTokens(ctx context.Context, sub string) (int64, error) {
 	const op = "revoke user refresh tokens"
 	if err := start(ctx, op); err != nil {
@@ -121,9 +139,13 @@ func (b *Backend) RevokeUserRefreshTokens(ctx context.Context, sub string) (int6
 	}
 	var n int64
 	err := b.retry(ctx, func() error {
+		pctx, p := withProbe(ctx)
 		var err error
-		if n, err = b.write(ctx, b.q.revokeUser, b.subArgs(sub)...); err != nil {
-			return b.wrap(ctx, op, err)
+		if n, err = b.write(pctx, b.q.revokeUser, b.subArgs(sub)...); err != nil {
+			n = 0
+			if err = b.settle(ctx, op, p, err, true, b.revokeUserVerdict(sub)); err != nil {
+				return b.wrap(ctx, op, err)
+			}
 		}
 		return nil
 	})
@@ -162,32 +184,38 @@ func (b *Backend) RotateRefreshToken(ctx context.Context, oldJTI, newJTI uuid.UU
 
 func (b *Backend) rotateOnce(ctx context.Context, op string, oldJTI, newJTI uuid.UUID, out *backend.RefreshToken) error {
 	oldArg, newArg := b.idArg(oldJTI), b.idArg(newJTI)
+	pctx, p := withProbe(ctx)
 	switch b.dialect {
 	case dialect.Postgres:
-		found, err := queryRow(ctx, b.pool, b.q.rotate, []any{oldArg, newArg}, &out.Scope, &out.Sub)
+		found, err := queryRow(pctx, b.pool, b.q.rotate, []any{oldArg, newArg}, &out.Scope, &out.Sub)
 		if err != nil {
-			return dupAsExists(op, newJTI, err)
+			if sqldialect.IsDuplicate(err) {
+				return dupAsExists(op, newJTI, err)
+			}
+			return b.settle(ctx, op, p, err, true, func(rctx context.Context) (verdict, error) {
+				return b.rotationVerdict(rctx, oldArg, newArg, out)
+			})
 		}
 		if found {
 			return nil
 		}
-		return b.rotateRefused(ctx, op, oldArg)
+		return b.rotateRefused(ctx, op, oldArg, newArg, out)
 	case dialect.SQLite:
-		tx, err := b.beginTx(ctx, b.q.rotate, b.q.rotateInsert) // BEGIN IMMEDIATE (_txlock=immediate)
+		tx, err := b.beginTx(pctx, b.q.rotate, b.q.rotateInsert) // BEGIN IMMEDIATE (_txlock=immediate)
 		if err != nil {
 			return safeToRetry(err)
 		}
-		found, err := queryRow(ctx, tx, b.q.rotate, []any{oldArg}, &out.Scope, &out.Sub)
+		found, err := queryRow(pctx, tx, b.q.rotate, []any{oldArg}, &out.Scope, &out.Sub)
 		if err == nil && found {
-			_, err = exec(ctx, tx, b.q.rotateInsert, newArg, out.Scope, out.Sub)
+			_, err = exec(pctx, tx, b.q.rotateInsert, newArg, out.Scope, out.Sub)
 			if err == nil {
-				return b.commitRotation(ctx, tx, newArg, out)
+				return b.commitRotation(ctx, op, p, tx, oldArg, newArg, out)
 			}
 		}
 		if err := rollback(tx, op, newJTI, err); err != nil {
 			return err
 		}
-		return b.rotateRefused(ctx, op, oldArg)
+		return b.rotateRefused(ctx, op, oldArg, newArg, out)
 	default: // MySQL
 		if b.mariaDB {
 			return b.rotateMariaDB(ctx, op, oldArg, newArg, newJTI, out)
@@ -198,17 +226,17 @@ func (b *Backend) rotateOnce(ctx context.Context, op string, oldJTI, newJTI uuid
 			return safeToRetry(err)
 		}
 		if !found || status == string(backend.TokenRevoked) {
-			return b.refuse(ctx, op, oldArg, found, out.Sub)
+			return b.refuse(ctx, op, oldArg, newArg, found, out)
 		}
-		tx, err := b.beginTx(ctx, b.q.rotate, b.q.rotateInsert)
+		tx, err := b.beginTx(pctx, b.q.rotate, b.q.rotateInsert)
 		if err != nil {
 			return safeToRetry(err)
 		}
-		n, err := exec(ctx, tx, b.q.rotate, oldArg)
+		n, err := exec(pctx, tx, b.q.rotate, oldArg)
 		if err == nil && n == 1 {
-			_, err = exec(ctx, tx, b.q.rotateInsert, newArg, out.Scope, out.Sub)
+			_, err = exec(pctx, tx, b.q.rotateInsert, newArg, out.Scope, out.Sub)
 			if err == nil {
-				return b.commitRotation(ctx, tx, newArg, out)
+				return b.commitRotation(ctx, op, p, tx, oldArg, newArg, out)
 			}
 		}
 		if err := rollback(tx, op, newJTI, err); err != nil {
@@ -222,16 +250,17 @@ func (b *Backend) rotateOnce(ctx context.Context, op string, oldJTI, newJTI uuid
 // RETURNING the subject and scope, COMMIT; when the update matches nothing,
 // ROLLBACK and rotateRefused.
 func (b *Backend) rotateMariaDB(ctx context.Context, op, oldArg, newArg string, newJTI uuid.UUID, out *backend.RefreshToken) error {
-	tx, err := b.beginTx(ctx, b.q.rotate, b.q.rotateInsert)
+	pctx, p := withProbe(ctx)
+	tx, err := b.beginTx(pctx, b.q.rotate, b.q.rotateInsert)
 	if err != nil {
 		return safeToRetry(err)
 	}
-	n, err := exec(ctx, tx, b.q.rotate, oldArg)
+	n, err := exec(pctx, tx, b.q.rotate, oldArg)
 	if err == nil && n == 1 {
 		var found bool
-		found, err = queryRow(ctx, tx, b.q.rotateInsert, []any{newArg, oldArg}, &out.Scope, &out.Sub)
+		found, err = queryRow(pctx, tx, b.q.rotateInsert, []any{newArg, oldArg}, &out.Scope, &out.Sub)
 		if err == nil && found {
-			return b.commitRotation(ctx, tx, newArg, out)
+			return b.commitRotation(ctx, op, p, tx, oldArg, newArg, out)
 		}
 		if err == nil {
 			err = fmt.Errorf("authdb: %s: the revoked token vanished before the copy", op)
@@ -240,36 +269,46 @@ func (b *Backend) rotateMariaDB(ctx context.Context, op, oldArg, newArg string, 
 	if err := rollback(tx, op, newJTI, err); err != nil {
 		return err
 	}
-	return b.rotateRefused(ctx, op, oldArg)
+	return b.rotateRefused(ctx, op, oldArg, newArg, out)
 }
 
 // rotateRefused reads the old token after a rotation's conditional update
 // matched nothing and returns why.
-func (b *Backend) rotateRefused(ctx context.Context, op, oldArg string) error {
-	var status, scope, sub string
-	found, err := queryRow(ctx, b.pool, b.q.getTokenForRot, []any{oldArg}, &status, &scope, &sub)
+func (b *Backend) rotateRefused(ctx context.Context, op, oldArg, newArg string, out *backend.RefreshToken) error {
+	var status string
+	found, err := queryRow(ctx, b.pool, b.q.getTokenForRot, []any{oldArg}, &status, &out.Scope, &out.Sub)
 	if err != nil {
 		return safeToRetry(err)
 	}
 	if found && status != string(backend.TokenRevoked) {
 		return errRaced // inserted after the update's snapshot
 	}
-	return b.refuse(ctx, op, oldArg, found, sub)
+	return b.refuse(ctx, op, oldArg, newArg, found, out)
 }
 
 // refuse ends a rotation of an unknown (found false) or revoked token
-// (oldArg, as idArg writes it): ErrNotFound, or the replay's revocation of
-// every token of sub, reported (reused), and ErrTokenReused.
-func (b *Backend) refuse(ctx context.Context, op, oldArg string, found bool, sub string) error {
+// (oldArg, newArg as idArg writes them; out holds the old token's subject
+// and scope): ErrNotFound; a success when newArg is stored with the old
+// token's subject and scope (the rotation happened: this is the caller's
+// own retry); else the replay's revocation of every token of the subject,
+// reported (reused), and ErrTokenReused.
+func (b *Backend) refuse(ctx context.Context, op, oldArg, newArg string, found bool, out *backend.RefreshToken) error {
 	if !found {
 		return fmt.Errorf("authdb: %s: %w", op, backend.ErrNotFound)
 	}
-	n, err := b.write(ctx, b.q.revokeUser, b.subArgs(sub)...)
+	own, err := b.ownRotation(ctx, newArg, out.Scope, out.Sub)
+	if err != nil {
+		return safeToRetry(err)
+	}
+	if own {
+		return nil
+	}
+	n, err := b.write(ctx, b.q.revokeUser, b.subArgs(out.Sub)...)
 	if err != nil {
 		return safeToRetry(err) // revoking again does no harm
 	}
 	jti, _ := uuid.Parse(oldArg) // dashed or 32 hex digits
-	b.reused(ctx, backend.ReuseEvent{Sub: sub, JTI: jti, Scope: backend.RevokeSubject, Revoked: n})
+	b.reused(ctx, backend.ReuseEvent{Sub: out.Sub, JTI: jti, Scope: backend.RevokeSubject, Revoked: n})
 	return fmt.Errorf("authdb: %s: replayed, %d tokens of the subject revoked: %w", op, n, backend.ErrTokenReused)
 }
 
@@ -302,26 +341,15 @@ func dupAsExists(op string, newJTI uuid.UUID, err error) error {
 	return err
 }
 
-// commitRotation commits a rotation's transaction. A connection lost during
-// COMMIT leaves the outcome unknown: the server may have committed. The new
-// token is then read back on another connection; if it is there, CREATED,
-// with the old token's subject, the rotation happened and the call
-// succeeds, so that a client is not told a rotation failed that landed (its
-// retry with the old token would be taken for a replay). Otherwise the
-// COMMIT's error is returned as it is (never retried: the COMMIT may still
-// land).
-func (b *Backend) commitRotation(ctx context.Context, tx txQuerier, newArg string, out *backend.RefreshToken) error {
-	err := tx.Commit()
-	if err == nil || !isConnLost(err) || ctx.Err() != nil {
-		return err
-	}
-	var r tokenRow
-	found, rerr := queryRow(ctx, b.pool, b.q.getToken, []any{newArg}, r.dest()...)
-	if rerr == nil && found && r.t.Status == backend.TokenCreated && r.t.Sub == out.Sub {
-		b.opts.Logger.Debug("authdb: rotation committed although its COMMIT lost the connection", "error", err)
-		return nil
-	}
-	return err
+// commitRotation commits a rotation's transaction (p: the probe of its
+// statements). A COMMIT that lost its reply is settled by reading the
+// rotation back (outcome.go): applied is a success, so that a client is
+// not told a rotation failed that landed (its retry with the old token
+// would be taken for a replay).
+func (b *Backend) commitRotation(ctx context.Context, op string, p *probe, tx txQuerier, oldArg, newArg string, out *backend.RefreshToken) error {
+	return b.settle(ctx, op, p, tx.Commit(), true, func(rctx context.Context) (verdict, error) {
+		return b.rotationVerdict(rctx, oldArg, newArg, out)
+	})
 }
 
 // RevokeRefreshTokenFamily implements backend.Backend.

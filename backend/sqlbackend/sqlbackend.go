@@ -45,10 +45,12 @@ type Backend struct {
 	where   string // scheme and host, for errors
 	opts    backend.Options
 	mariaDB bool // MySQL dialect on MariaDB (INSERT ... RETURNING)
-	// killer, on MySQL opened by Open, connects outside the pool to kill a
-	// cancelled write; the pool's connections know their server ids
-	// (killOnCancel).
+	// killer, on MySQL and PostgreSQL opened by Open, connects outside the
+	// pool to end a session: a cancelled MySQL write's (killOnCancel), or
+	// one whose reply was lost (fence); the pool's connections know their
+	// server ids and report their statements to probes (idConn).
 	killer driver.Connector
+	probes bool // the pool's connections are idConns (killer != nil)
 	// busyBudget is how long SQLite operations wait, in all, for the write
 	// lock (the URL's _busy_timeout).
 	busyBudget time.Duration
@@ -184,6 +186,7 @@ func newBackend(ctx context.Context, db *sql.DB, d, where string, o backend.Opti
 		opts:       o,
 		mariaDB:    mariaDB,
 		killer:     killer,
+		probes:     killer != nil,
 		busyBudget: busy,
 		q:          buildQueries(d, mariaDB),
 	}
@@ -198,8 +201,8 @@ func newBackend(ctx context.Context, db *sql.DB, d, where string, o backend.Opti
 	return b, nil
 }
 
-// openDB opens the pool; on MySQL it also returns the plain connector the
-// backend kills cancelled statements with.
+// openDB opens the pool; on MySQL and PostgreSQL it also returns the plain
+// connector the backend ends sessions with (killOnCancel, fence).
 func openDB(cfg *config, wrap func(driver.Connector) driver.Connector) (*sql.DB, driver.Connector, error) {
 	if wrap == nil {
 		wrap = func(c driver.Connector) driver.Connector { return c }
@@ -210,14 +213,14 @@ func openDB(cfg *config, wrap func(driver.Connector) driver.Connector) (*sql.DB,
 		if err != nil {
 			return nil, nil, fmt.Errorf("%w: url: %v", backend.ErrInvalidInput, err)
 		}
-		return sql.OpenDB(idConnector{wrap(c)}), c, nil
+		return sql.OpenDB(idConnector{Connector: wrap(c)}), c, nil
 	case dialect.Postgres:
 		c, err := pq.NewConnector(cfg.dsn)
 		if err != nil {
 			// lib/pq's parse errors name a setting, never the password.
 			return nil, nil, fmt.Errorf("%w: url: %v", backend.ErrInvalidInput, err)
 		}
-		return sql.OpenDB(wrap(c)), nil, nil
+		return sql.OpenDB(idConnector{Connector: wrap(c), pg: true}), c, nil
 	}
 	c, err := newSQLiteConnector(cfg.dsn)
 	if err != nil {
@@ -227,7 +230,9 @@ func openDB(cfg *config, wrap func(driver.Connector) driver.Connector) (*sql.DB,
 }
 
 // configurePool applies the pool settings: the URL's parameters win over the
-// options, which win over the defaults. sqlite://:memory: always uses one
+// options, which win over the defaults (DefaultMaxOpenConns,
+// DefaultMaxIdleConns). max_open_conns=0 in the URL, or a negative
+// WithMaxOpenConns, leaves the pool unbounded. sqlite://:memory: always uses one
 // connection that never expires, since each connection would otherwise see
 // its own empty database.
 func configurePool(db *sql.DB, cfg *config, o backend.Options) {
@@ -249,6 +254,12 @@ func configurePool(db *sql.DB, cfg *config, o backend.Options) {
 	}
 	if cfg.maxLifetime != nil {
 		lifetime = *cfg.maxLifetime
+	}
+	switch {
+	case cfg.maxOpen != nil && *cfg.maxOpen == 0, cfg.maxOpen == nil && maxOpen < 0:
+		maxOpen = 0 // unlimited, asked for explicitly
+	case maxOpen == 0:
+		maxOpen = DefaultMaxOpenConns()
 	}
 	if maxOpen > 0 && maxIdle > maxOpen {
 		maxIdle = maxOpen

@@ -3,6 +3,7 @@ package sqlbackend
 import (
 	"fmt"
 	"net/url"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -29,6 +30,17 @@ const (
 	// URL's timeout says otherwise.
 	DefaultMySQLDialTimeout = 10 * time.Second
 )
+
+// DefaultMaxOpenConns is the pool's bound on open connections when neither
+// WithMaxOpenConns nor max_open_conns sets one: 4 per GOMAXPROCS, at least
+// DefaultMaxIdleConns (16) and at most 64. An unbounded pool lets a burst of
+// callers open more connections than the server accepts (MySQL's default
+// max_connections is 151, PostgreSQL's 100, shared by every process), and
+// the calls past the limit fail; a bounded pool makes them wait for a
+// connection within their context instead. A server that still refuses
+// ("too many connections": MySQL 1040, PostgreSQL 53300) is waited for too,
+// within the caller's deadline (MaxConnWait without one).
+func DefaultMaxOpenConns() int { return min(max(4*runtime.GOMAXPROCS(0), DefaultMaxIdleConns), 64) }
 
 // poolParams are the query parameters every SQL URL accepts.
 var poolParams = map[string]bool{"max_open_conns": true, "max_idle_conns": true, "conn_max_lifetime": true}

@@ -62,6 +62,28 @@ func IsTransient(err error) bool {
 	return IsBusy(err)
 }
 
+// IsTooManyConnections reports whether err is the server refusing a new
+// connection because it has too many (MySQL/MariaDB 1040, PostgreSQL
+// SQLSTATE 53300 too_many_connections). The refusal comes before any
+// statement is sent, so the operation may always run again; callers wait
+// for a free connection within their deadline.
+func IsTooManyConnections(err error) bool {
+	var pqErr *pq.Error
+	if errors.As(err, &pqErr) {
+		return pqErr.Code == "53300"
+	}
+	var myErr *mysql.MySQLError
+	if errors.As(err, &myErr) {
+		return myErr.Number == 1040
+	}
+	return false
+}
+
+// IsSQLiteError reports whether err is an error of SQLite itself (any
+// code): SQLite runs in the process, so its error is the statement's
+// definite outcome.
+func IsSQLiteError(err error) bool { return isSQLiteError(err) }
+
 // IsBusy reports whether err is SQLite's busy or locked database (always
 // false in a binary built without cgo, which has no SQLite: sqlite_cgo.go).
 func IsBusy(err error) bool { return isSQLiteBusy(err) }

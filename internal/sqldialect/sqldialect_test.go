@@ -50,3 +50,23 @@ func TestClassify(t *testing.T) {
 		}
 	}
 }
+
+func TestIsTooManyConnections(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{&mysql.MySQLError{Number: 1040}, true},
+		{fmt.Errorf("open: %w", &pq.Error{Code: "53300"}), true},
+		{&mysql.MySQLError{Number: 1213}, false},
+		{&pq.Error{Code: "40001"}, false},
+		{errors.New("too many connections"), false},
+	} {
+		if got := IsTooManyConnections(tc.err); got != tc.want {
+			t.Errorf("IsTooManyConnections(%v) = %v, want %v", tc.err, got, tc.want)
+		}
+		if IsTransient(tc.err) && tc.want {
+			t.Errorf("IsTransient(%v): a refused connection is not a conflict (it is waited for, not counted)", tc.err)
+		}
+	}
+}

@@ -22,3 +22,8 @@ func isSQLiteDuplicate(err error) bool {
 	return errors.As(err, &liteErr) && (liteErr.ExtendedCode == sqlite3.ErrConstraintPrimaryKey ||
 		liteErr.ExtendedCode == sqlite3.ErrConstraintUnique)
 }
+
+func isSQLiteError(err error) bool {
+	var liteErr sqlite3.Error
+	return errors.As(err, &liteErr)
+}

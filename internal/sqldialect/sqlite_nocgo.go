@@ -9,3 +9,5 @@ const HasSQLite = false
 func isSQLiteBusy(error) bool { return false }
 
 func isSQLiteDuplicate(error) bool { return false }
+
+func isSQLiteError(error) bool { return false }

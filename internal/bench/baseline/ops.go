@@ -494,6 +494,15 @@ func (st *Store) InsertRefreshToken(ctx context.Context, jti uuid.UUID, sub, sco
 		_, err := st.exec(ctx, nil, &st.s.insertToken, st.idArg(jti), scope, sub)
 		return err
 	})
+	if err != nil && sqldialect.IsDuplicate(err) {
+		// An identical row (CREATED, same subject and scope) is the
+		// caller's own retry: a success (the contract's idempotent insert).
+		var r tokenRow
+		if found, rerr := st.row(ctx, nil, &st.s.getToken, []any{st.idArg(jti)}, r.dest()...); rerr == nil && found &&
+			r.t.Status == backend.TokenCreated && r.t.Sub == sub && r.t.Scope == scope {
+			return nil
+		}
+	}
 	if err != nil {
 		return fail(ctx, op, err)
 	}
@@ -640,7 +649,7 @@ func (st *Store) rotateOnce(ctx context.Context, oldJTI, newJTI uuid.UUID, out *
 		if err != nil || found {
 			return err
 		}
-		return st.refused(ctx, oldArg)
+		return st.refused(ctx, oldArg, newArg, out)
 	}
 	tx, err := st.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -679,24 +688,34 @@ func (st *Store) rotateOnce(ctx context.Context, oldJTI, newJTI uuid.UUID, out *
 		}
 		return err
 	}
-	return st.refused(ctx, oldArg)
+	return st.refused(ctx, oldArg, newArg, out)
 }
 
 // refused reads the old token after the conditional update matched nothing:
 // ErrNotFound, or a replay (ErrTokenReused after revoking the subject's
 // tokens), or errAgain when it reads CREATED (inserted after the update's
-// snapshot).
-func (st *Store) refused(ctx context.Context, oldArg string) error {
-	var status, sub string
-	found, err := st.row(ctx, nil, &st.s.tokenState, []any{oldArg}, &status, &sub)
+// snapshot). A revoked old token whose successor newArg is stored with its
+// subject and scope is the caller's own retry of a rotation that happened:
+// a success (out filled in).
+func (st *Store) refused(ctx context.Context, oldArg, newArg string, out *backend.RefreshToken) error {
+	var old tokenRow
+	found, err := st.row(ctx, nil, &st.s.getToken, []any{oldArg}, old.dest()...)
 	if err != nil {
 		return err
 	}
 	if !found {
 		return fmt.Errorf("baseline: rotate refresh token: %w", backend.ErrNotFound)
 	}
-	if status != string(backend.TokenRevoked) {
+	status, sub := old.t.Status, old.t.Sub
+	if status != backend.TokenRevoked {
 		return errAgain
+	}
+	var nt tokenRow
+	if found, err := st.row(ctx, nil, &st.s.getToken, []any{newArg}, nt.dest()...); err != nil {
+		return err
+	} else if found && nt.t.Sub == sub && nt.t.Scope == old.t.Scope {
+		out.Scope, out.Sub = old.t.Scope, sub
+		return nil
 	}
 	if _, err := st.exec(ctx, nil, &st.s.revokeUser, st.subArgs(sub)...); err != nil {
 		return err
