@@ -28,7 +28,24 @@ import (
 // the new, empty table by month (partition.Setup, with the backend's clock),
 // as DiracX does. An existing table is never partitioned here: see the
 // operator CLI.
+//
+// Any number of processes may migrate one database at once, fresh or old:
+// all succeed (a lock across processes, see migratelock.go).
 func (b *Backend) Migrate(ctx context.Context) error {
+	// ent's migration prepares the generated tables (ent/migrate.Tables,
+	// package state) in place on every run: runs from several backends of
+	// one process must not overlap.
+	migrateMu.Lock()
+	defer migrateMu.Unlock()
+	unlock, err := b.lockMigration(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("authdb: migrate %s: %w", b.where, ctx.Err())
+		}
+		return fmt.Errorf("authdb: migrate %s: lock: %w", b.where, err)
+	}
+	defer unlock()
+	// Inspected under the lock: another process may have just created it.
 	created := false
 	if b.dialect == dialect.MySQL {
 		exists, err := b.tableExists(ctx, "RefreshTokens")
@@ -37,15 +54,25 @@ func (b *Backend) Migrate(ctx context.Context) error {
 		}
 		created = !exists
 	}
-	// ent's migration prepares the generated tables (ent/migrate.Tables,
-	// package state) in place on every run: runs from several backends of
-	// one process must not overlap.
-	migrateMu.Lock()
-	defer migrateMu.Unlock()
-	err := b.client.Schema.Create(ctx,
-		migrate.WithForeignKeys(false),
-		entschema.WithDiffHook(additiveOnly(b.dialect, b.opts.Logger)),
-	)
+	for attempt := 1; ; attempt++ {
+		create := func() error {
+			return b.client.Schema.Create(ctx,
+				migrate.WithForeignKeys(false),
+				entschema.WithDiffHook(additiveOnly(b.dialect, b.opts.Logger)),
+			)
+		}
+		if b.dialect == dialect.SQLite {
+			// Another process migrating or writing holds the write lock:
+			// wait for it within the busy budget, as every call does.
+			err = retry(ctx, b.busyBudget, b.opts.Logger, create)
+		} else {
+			err = create()
+		}
+		if err == nil || ctx.Err() != nil || attempt == migrateAttempts || !alreadyExists(err) {
+			break
+		}
+		b.opts.Logger.Debug("authdb: migration: another process changed the schema meanwhile; planning again", "attempt", attempt, "error", err)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return fmt.Errorf("authdb: migrate %s: %w", b.where, ctx.Err())

@@ -153,9 +153,9 @@ func OpenDB(ctx context.Context, db *sql.DB, dialectName string, opts ...backend
 func newBackend(ctx context.Context, db *sql.DB, d, where string, o backend.Options, killer driver.Connector, busy time.Duration) (*Backend, error) {
 	// On SQLite, a connection's first use sets the journal mode, which
 	// waits for the write lock like any write: another process (or backend)
-	// migrating or writing the same file makes it busy. The ping and the
-	// migration wait for it within the busy budget, as every call does (and
-	// only there: elsewhere a failed migration is not run again).
+	// migrating or writing the same file makes it busy. The ping (and
+	// Migrate, by itself) waits for it within the busy budget, as every
+	// call does.
 	sqliteBusy := func(fn func() error) error {
 		if d != dialect.SQLite {
 			return fn()
@@ -193,7 +193,7 @@ func newBackend(ctx context.Context, db *sql.DB, d, where string, o backend.Opti
 	b.stmts = newStmtCache(db, b.q)
 	b.pool = pool{b.stmts}
 	if o.Migrate {
-		if err := sqliteBusy(func() error { return b.Migrate(ctx) }); err != nil {
+		if err := b.Migrate(ctx); err != nil { // it waits for a busy SQLite itself
 			db.Close()
 			return nil, err
 		}
