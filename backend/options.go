@@ -41,6 +41,9 @@ type Options struct {
 	RotationGrace time.Duration
 	// FamilyLifetime bounds a family's age at rotation (WithFamilyLifetime); 0: none.
 	FamilyLifetime time.Duration
+	// ListPageSize is the number of tokens one page of a streamed listing
+	// (RefreshTokenIterator) reads (WithListPageSize).
+	ListPageSize int
 }
 
 // ReuseScope says what a replay of a revoked refresh token revokes.
@@ -93,9 +96,13 @@ const DefaultCleanupBatchSize = 10000
 // under maintenance", has the measurements behind it).
 const DefaultCleanupPause = 0 * time.Millisecond
 
+// DefaultListPageSize is the number of tokens one page of a streamed listing
+// reads unless WithListPageSize says otherwise.
+const DefaultListPageSize = 1000
+
 // NewOptions applies opts over the defaults: the system clock, GenerateUserCode,
 // a logger that discards, migration on, DefaultCleanupBatchSize,
-// DefaultCleanupPause.
+// DefaultCleanupPause, DefaultListPageSize.
 func NewOptions(opts ...Option) Options {
 	o := Options{
 		Clock:             time.Now,
@@ -104,6 +111,7 @@ func NewOptions(opts ...Option) Options {
 		Migrate:           true,
 		CleanupBatchSize:  DefaultCleanupBatchSize,
 		CleanupPause:      DefaultCleanupPause,
+		ListPageSize:      DefaultListPageSize,
 	}
 	for _, opt := range opts {
 		if opt != nil {
@@ -193,6 +201,17 @@ func WithCleanupPause(d time.Duration) Option {
 	return func(o *Options) {
 		if d >= 0 {
 			o.CleanupPause = d
+		}
+	}
+}
+
+// WithListPageSize sets the number of tokens one page of a streamed listing
+// (RefreshTokens) reads: memory held and rows per statement against the
+// number of statements. n <= 0 is ignored.
+func WithListPageSize(n int) Option {
+	return func(o *Options) {
+		if n > 0 {
+			o.ListPageSize = n
 		}
 	}
 }

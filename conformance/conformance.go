@@ -70,6 +70,7 @@ func groups() []group {
 		{"FlowCleanup", flowCleanupTests()},
 		{"RefreshToken", refreshTokenTests()},
 		{"RotateRefreshToken", rotateTests()},
+		{"StreamRefreshTokens", streamTests()},
 		{"CleanExpiredRefreshTokens", refreshCleanupTests()},
 		{"BadInput", badInputTests()},
 		{"Strings", stringTests()},
