@@ -1,13 +1,15 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"text/tabwriter"
+	"iter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 
@@ -81,36 +83,100 @@ func runTokensList(ctx context.Context, a *app, args []string) error {
 		return err
 	}
 	defer b.Close()
-	toks, err := b.GetUserRefreshTokens(ctx, *sub)
-	if err != nil {
-		return schemaHint(fmt.Errorf("%s: list refresh tokens: %w", target(a.dbURL), err))
-	}
+	toks := backend.RefreshTokens(ctx, b, *sub)
 	if *asJSON {
-		out := make([]tokenJSON, len(toks))
-		for i, t := range toks {
-			out[i] = tokenJSON{t.JTI.String(), t.Sub, t.Scope, string(t.Status), backend.UUIDv7Time(t.JTI)}
-		}
-		enc := json.NewEncoder(a.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(out)
+		err = printTokensJSON(a.stdout, toks)
+	} else {
+		err = printTokens(a.stdout, toks)
 	}
-	printTokens(a.stdout, toks)
+	if err != nil {
+		return schemaHint(fmt.Errorf("list refresh tokens on %s: %w", target(a.dbURL), err))
+	}
 	return nil
 }
 
-// printTokens prints tokens as a table, or a line saying there are none.
-func printTokens(w io.Writer, toks []backend.RefreshToken) {
-	if len(toks) == 0 {
-		fmt.Fprintln(w, "no refresh tokens")
-		return
+// printTokensJSON streams toks as an indented JSON array, one element at a
+// time, so memory does not grow with the number of tokens. An error of the
+// listing is returned after what was written (the array then stays open).
+func printTokensJSON(w io.Writer, toks iter.Seq2[backend.RefreshToken, error]) error {
+	bw := bufio.NewWriter(w)
+	n := 0
+	for t, err := range toks {
+		if err != nil {
+			bw.Flush()
+			return err
+		}
+		sep := ",\n  "
+		if n == 0 {
+			sep = "[\n  "
+		}
+		n++
+		js, err := json.MarshalIndent(tokenJSON{t.JTI.String(), t.Sub, t.Scope, string(t.Status), backend.UUIDv7Time(t.JTI)}, "  ", "  ")
+		if err != nil {
+			return err
+		}
+		bw.WriteString(sep)
+		bw.Write(js)
 	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "JTI\tCREATED\tSTATUS\tSUB\tSCOPE")
-	for _, t := range toks {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.JTI, backend.UUIDv7Time(t.JTI).Format(time.RFC3339),
-			t.Status, t.Sub, t.Scope)
+	if n == 0 {
+		bw.WriteString("[]\n")
+	} else {
+		bw.WriteString("\n]\n")
 	}
-	tw.Flush()
+	return bw.Flush()
+}
+
+// tablePage is how many tokens printTokens reads before it prints the table's
+// first rows: their widths set the SUB column's (a longer subject later
+// pushes its scope to the right, and memory stays bounded).
+const tablePage = 1000
+
+// printTokens prints toks as a table, or a line saying there are none.
+func printTokens(w io.Writer, toks iter.Seq2[backend.RefreshToken, error]) error {
+	bw := bufio.NewWriter(w)
+	defer bw.Flush()
+	var first []backend.RefreshToken
+	subWidth := len("SUB")
+	row := func(t backend.RefreshToken) {
+		fmt.Fprintf(bw, "%-36s  %-20s  %-7s  %-*s  %s\n", t.JTI, backend.UUIDv7Time(t.JTI).Format(time.RFC3339),
+			t.Status, subWidth, t.Sub, t.Scope)
+	}
+	header := func() {
+		for _, t := range first {
+			subWidth = max(subWidth, utf8.RuneCountInString(t.Sub))
+		}
+		fmt.Fprintf(bw, "%-36s  %-20s  %-7s  %-*s  %s\n", "JTI", "CREATED", "STATUS", subWidth, "SUB", "SCOPE")
+		for _, t := range first {
+			row(t)
+		}
+	}
+	n := 0
+	for t, err := range toks {
+		if err != nil {
+			if n > 0 && n < tablePage {
+				header()
+			}
+			return err
+		}
+		n++
+		switch {
+		case n < tablePage:
+			first = append(first, t)
+		case n == tablePage:
+			first = append(first, t)
+			header()
+			first = nil
+		default:
+			row(t)
+		}
+	}
+	switch {
+	case n == 0:
+		fmt.Fprintln(bw, "no refresh tokens")
+	case n < tablePage:
+		header()
+	}
+	return nil
 }
 
 func runTokensRevoke(ctx context.Context, a *app, args []string) error {
