@@ -138,8 +138,14 @@ func PlanMaintenance(ctx context.Context, db *sql.DB, now time.Time, retentionMo
 // add succeeded, the report lists the added months and the error is
 // returned, and running Maintain again completes the work. Inserts running
 // concurrently wait for the metadata lock and are not lost. Concurrent
-// Maintain and Setup calls on one database are serialised by a MySQL named
-// lock. A second call with the same arguments is a no-op.
+// Maintain and Setup calls on one server are serialised by a MySQL named
+// lock; on a Galera cluster, where the lock is per node, maintenance may
+// run from several nodes at once: a statement that finds a partition
+// already added or dropped by another (1517, 1507, ...), or that another's
+// DDL aborted (1213), reads the layout again, plans anew and carries on, so
+// every caller succeeds and the layout is the planned one. The report
+// lists what this call changed. A second call with the same arguments is
+// a no-op.
 //
 // Errors: negative retentionMonths or monthsAhead wrap backend.ErrInvalidInput;
 // a database that is not MySQL/MariaDB, or an unpartitioned RefreshTokens
@@ -162,44 +168,62 @@ func maintain(ctx context.Context, db *sql.DB, now time.Time, retentionMonths, m
 		return rep, fmt.Errorf("authdb: partition maintenance: only on MySQL/MariaDB: %w", backend.ErrUnsupported)
 	}
 	run := func(conn *sql.Conn, schema string) error {
-		st, err := readState(ctx, conn, schema)
-		if err != nil {
-			return err
-		}
-		if !st.partitioned() {
-			return fmt.Errorf("authdb: partition maintenance: %s is not partitioned; the SQL backend partitions it "+
-				"on its first migration when it is empty (partition.Setup), or run in a quiet period: %s: %w",
-				table, SetupStatement(now), backend.ErrUnsupported)
-		}
-		existing, err := st.months()
-		if err != nil {
-			return err
-		}
-		drop, add := Plan(existing, now, retentionMonths, monthsAhead)
-		rep.Existing = existing
-		if !apply {
-			rep.Added, rep.Dropped = add, drop
+		// Another process may change the partitions between this call's
+		// read and its statements: on another Galera node (where the named
+		// lock is node-local), or on a server where the lock was not
+		// taken. A statement that finds the partition already added or
+		// dropped (or was aborted by another's DDL) reads the layout
+		// again and plans anew; the work left is then smaller.
+		for attempt := 1; ; attempt++ {
+			st, err := readState(ctx, conn, schema)
+			if err != nil {
+				return err
+			}
+			if !st.partitioned() {
+				return fmt.Errorf("authdb: partition maintenance: %s is not partitioned; the SQL backend partitions it "+
+					"on its first migration when it is empty (partition.Setup), or run in a quiet period: %s: %w",
+					table, SetupStatement(now), backend.ErrUnsupported)
+			}
+			existing, err := st.months()
+			if err != nil {
+				return err
+			}
+			drop, add := Plan(existing, now, retentionMonths, monthsAhead)
+			if attempt == 1 {
+				rep.Existing = existing
+			}
+			if !apply {
+				rep.Added, rep.Dropped = add, drop
+				return nil
+			}
+			if len(add) > 0 {
+				stmt := "ALTER TABLE `" + table + "` REORGANIZE PARTITION " + FutureName + " INTO (" + definitions(add) + ")"
+				if _, err := conn.ExecContext(ctx, stmt); err != nil {
+					if concurrentChange(err) && attempt < raceAttempts && ctx.Err() == nil {
+						raceSleep(ctx, attempt)
+						continue
+					}
+					return fmt.Errorf("authdb: partition maintenance: add %s..%s: %w", Name(add[0]), Name(add[len(add)-1]), err)
+				}
+				rep.Added = append(rep.Added, add...)
+			}
+			if len(drop) > 0 {
+				names := make([]string, len(drop))
+				for i, m := range drop {
+					names[i] = Name(m)
+				}
+				stmt := "ALTER TABLE `" + table + "` DROP PARTITION " + strings.Join(names, ", ")
+				if _, err := conn.ExecContext(ctx, stmt); err != nil {
+					if concurrentChange(err) && attempt < raceAttempts && ctx.Err() == nil {
+						raceSleep(ctx, attempt)
+						continue
+					}
+					return fmt.Errorf("authdb: partition maintenance: drop %s: %w", strings.Join(names, ", "), err)
+				}
+				rep.Dropped = append(rep.Dropped, drop...)
+			}
 			return nil
 		}
-		if len(add) > 0 {
-			stmt := "ALTER TABLE `" + table + "` REORGANIZE PARTITION " + FutureName + " INTO (" + definitions(add) + ")"
-			if _, err := conn.ExecContext(ctx, stmt); err != nil {
-				return fmt.Errorf("authdb: partition maintenance: add %s..%s: %w", Name(add[0]), Name(add[len(add)-1]), err)
-			}
-			rep.Added = add
-		}
-		if len(drop) > 0 {
-			names := make([]string, len(drop))
-			for i, m := range drop {
-				names[i] = Name(m)
-			}
-			stmt := "ALTER TABLE `" + table + "` DROP PARTITION " + strings.Join(names, ", ")
-			if _, err := conn.ExecContext(ctx, stmt); err != nil {
-				return fmt.Errorf("authdb: partition maintenance: drop %s: %w", strings.Join(names, ", "), err)
-			}
-			rep.Dropped = drop
-		}
-		return nil
 	}
 	if apply {
 		return rep, withLock(ctx, db, run)
@@ -279,9 +303,9 @@ type state struct {
 
 func (s state) partitioned() bool { return len(s.rows) > 0 && s.rows[0].name.Valid }
 
-// readState reads the partitions of RefreshTokens in schema, in order. An
+// readStateOnce reads the partitions of RefreshTokens in schema, in order. An
 // unpartitioned table has one row whose name is NULL; a missing table none.
-func readState(ctx context.Context, conn *sql.Conn, schema string) (state, error) {
+func readStateOnce(ctx context.Context, conn *sql.Conn, schema string) (state, error) {
 	rows, err := conn.QueryContext(ctx, `SELECT PARTITION_NAME, PARTITION_METHOD, PARTITION_EXPRESSION, PARTITION_DESCRIPTION
 FROM information_schema.PARTITIONS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?
 ORDER BY PARTITION_ORDINAL_POSITION`, schema, table)
@@ -301,9 +325,60 @@ ORDER BY PARTITION_ORDINAL_POSITION`, schema, table)
 		return state{}, fmt.Errorf("authdb: partitions: read information_schema: %w", err)
 	}
 	if len(st.rows) == 0 {
-		return state{}, fmt.Errorf("authdb: partitions: table %s.%s not found", schema, table)
+		return state{}, fmt.Errorf("authdb: partitions: %w: %s.%s", errNoTable, schema, table)
 	}
 	return st, nil
+}
+
+// readState reads the partitions of RefreshTokens (readStateOnce). While
+// another session's ALTER TABLE swaps the table for its rebuilt copy
+// (another process's maintenance, or a Galera node applying one), the
+// table can be missing from information_schema for a moment: a missing
+// table is read again for up to about a second before it is an error.
+func readState(ctx context.Context, conn *sql.Conn, schema string) (state, error) {
+	for attempt := 1; ; attempt++ {
+		st, err := readStateOnce(ctx, conn, schema)
+		if err == nil || !errors.Is(err, errNoTable) || attempt >= raceAttempts || ctx.Err() != nil {
+			return st, err
+		}
+		raceSleep(ctx, attempt)
+	}
+}
+
+// errNoTable marks readStateOnce's error for a missing table.
+var errNoTable = errors.New("table not found")
+
+// raceAttempts bounds the re-reads and re-plans after a concurrent change.
+const raceAttempts = 8
+
+// raceSleep waits before attempt+1 after a concurrent change: 10 ms,
+// growing linearly, jittered by the scheduler only (a deterministic wait
+// is enough here: the other process's DDL is what is waited for).
+func raceSleep(ctx context.Context, attempt int) {
+	t := time.NewTimer(time.Duration(attempt) * 25 * time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// concurrentChange reports whether a partition statement failed because
+// another process changed the partitions since they were read: a
+// partition name that exists (1517), one that no longer does (1507, 1735),
+// bounds that are no longer increasing (1493), a drop of every partition
+// (1508), or a statement aborted or timed out by another's DDL (1213,
+// 1205; Galera applies DDL in total order and aborts what conflicts).
+func concurrentChange(err error) bool {
+	var myErr *mysql.MySQLError
+	if !errors.As(err, &myErr) {
+		return false
+	}
+	switch myErr.Number {
+	case 1517, 1507, 1735, 1493, 1508, 1213, 1205, 1146:
+		return true
+	}
+	return false
 }
 
 var nameRE = regexp.MustCompile(`^p_([0-9]{1,6})_([0-9]{1,2})$`)

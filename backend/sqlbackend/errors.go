@@ -62,6 +62,9 @@ func (b *Backend) wrap(ctx context.Context, op string, err error) error {
 	if sqldialect.IsDuplicate(err) {
 		return fmt.Errorf("authdb: %s: %w (%v)", op, backend.ErrAlreadyExists, err)
 	}
+	if isWsrepNotReady(err) {
+		return fmt.Errorf("authdb: %s on %s: %v: %w", op, b.where, errGaleraNotReady, err)
+	}
 	return fmt.Errorf("authdb: %s on %s: %w", op, b.where, err)
 }
 

@@ -31,6 +31,10 @@ import (
 //
 // Any number of processes may migrate one database at once, fresh or old:
 // all succeed (a lock across processes, see migratelock.go).
+// On Galera, where that lock is node-local, processes on several nodes
+// may still collide: a step failing because another migration made the
+// same change at that moment (a table or index that exists, a deadlock or
+// certification conflict from a concurrent DDL) is planned again.
 func (b *Backend) Migrate(ctx context.Context) error {
 	// ent's migration prepares the generated tables (ent/migrate.Tables,
 	// package state) in place on every run: runs from several backends of
@@ -68,7 +72,7 @@ func (b *Backend) Migrate(ctx context.Context) error {
 		} else {
 			err = create()
 		}
-		if err == nil || ctx.Err() != nil || attempt == migrateAttempts || !alreadyExists(err) {
+		if err == nil || ctx.Err() != nil || attempt == migrateAttempts || !(alreadyExists(err) || migrationRaced(err)) {
 			break
 		}
 		b.opts.Logger.Debug("authdb: migration: another process changed the schema meanwhile; planning again", "attempt", attempt, "error", err)
@@ -80,7 +84,10 @@ func (b *Backend) Migrate(ctx context.Context) error {
 		return fmt.Errorf("authdb: migrate %s: %w", b.where, err)
 	}
 	if created {
-		if _, err := partition.Setup(ctx, b.db, b.now(), b.opts.Logger); err != nil {
+		if err := b.raced(ctx, func() error {
+			_, err := partition.Setup(ctx, b.db, b.now(), b.opts.Logger)
+			return err
+		}); err != nil {
 			return fmt.Errorf("authdb: migrate %s: partition RefreshTokens: %w", b.where, err)
 		}
 	}

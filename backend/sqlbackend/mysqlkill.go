@@ -31,10 +31,12 @@ import (
 // connection learns its server session id (CONNECTION_ID(),
 // pg_backend_pid()), which killOnCancel and the outcome rules' fence end
 // on the server, and reports its statements to their contexts' probes
-// (outcome.go).
+// (outcome.go); then it runs init when it is not empty (the session
+// settings of a Galera node).
 type idConnector struct {
 	driver.Connector
-	pg bool // lib/pq: its ErrBadConn after a sent statement becomes errSentLost
+	pg   bool   // lib/pq: its ErrBadConn after a sent statement becomes errSentLost
+	init string // a statement each new connection runs first
 }
 
 func (c idConnector) Connect(ctx context.Context) (driver.Conn, error) {
@@ -47,6 +49,9 @@ func (c idConnector) Connect(ctx context.Context) (driver.Conn, error) {
 		query = "SELECT pg_backend_pid()"
 	}
 	id, err := connectionID(ctx, dc, query)
+	if err == nil && c.init != "" {
+		_, err = dc.(driver.ExecerContext).ExecContext(ctx, c.init, nil)
+	}
 	if err != nil {
 		dc.Close()
 		return nil, err

@@ -54,10 +54,13 @@ type Backend struct {
 	// busyBudget is how long SQLite operations wait, in all, for the write
 	// lock (the URL's _busy_timeout).
 	busyBudget time.Duration
-	q          *queries
-	stmts      *stmtCache          // q's statements, prepared on first use
-	pool       pool                // autocommit statements through stmts
-	desc       backend.Description // Describe's namespace, host and port
+	// galera: a MariaDB Galera node (wsrep_on=ON at open); Ping then
+	// also checks wsrep_ready (see galera.go).
+	galera bool
+	q      *queries
+	stmts  *stmtCache          // q's statements, prepared on first use
+	pool   pool                // autocommit statements through stmts
+	desc   backend.Description // Describe's namespace, host and port
 }
 
 var (
@@ -91,6 +94,17 @@ func OpenWrapped(ctx context.Context, rawURL string, wrap func(driver.Connector)
 	o := backend.NewOptions(opts...)
 	if cfg.mysql != nil {
 		cfg.mysql.Logger = driverLogger{o.Logger}
+	}
+	if cfg.mysql != nil {
+		// Is it a Galera node? Asked once, on a connection of its own,
+		// before the pool opens: then every pool connection sets its
+		// session's wsrep_sync_wait (galera.go).
+		if cfg.sessionInit, err = galeraSessionInit(ctx, cfg); err != nil {
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("authdb: open %s: %w", cfg.where, ctx.Err())
+			}
+			return nil, fmt.Errorf("authdb: open %s: cannot reach the database: %w", cfg.where, err)
+		}
 	}
 	db, killer, err := openDB(cfg, wrap)
 	if err != nil {
@@ -178,6 +192,14 @@ func newBackend(ctx context.Context, db *sql.DB, d, where string, o backend.Opti
 		}
 		mariaDB = strings.Contains(strings.ToLower(version), "mariadb")
 	}
+	galera := false
+	if mariaDB {
+		var err error
+		if galera, err = checkGalera(ctx, db, o.Logger); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("authdb: open %s: %w", where, err)
+		}
+	}
 	b := &Backend{
 		client:     ent.NewClient(ent.Driver(entsql.OpenDB(d, db))),
 		db:         db,
@@ -185,6 +207,7 @@ func newBackend(ctx context.Context, db *sql.DB, d, where string, o backend.Opti
 		where:      where,
 		opts:       o,
 		mariaDB:    mariaDB,
+		galera:     galera,
 		killer:     killer,
 		probes:     killer != nil,
 		busyBudget: busy,
@@ -201,8 +224,10 @@ func newBackend(ctx context.Context, db *sql.DB, d, where string, o backend.Opti
 	return b, nil
 }
 
-// openDB opens the pool; on MySQL and PostgreSQL it also returns the plain
-// connector the backend ends sessions with (killOnCancel, fence).
+// openDB opens the pool (without connecting); on MySQL and PostgreSQL it
+// also returns the plain connector the backend ends sessions with
+// (killOnCancel, fence). On MySQL each pool connection runs
+// cfg.sessionInit when it is made (Galera, galera.go).
 func openDB(cfg *config, wrap func(driver.Connector) driver.Connector) (*sql.DB, driver.Connector, error) {
 	if wrap == nil {
 		wrap = func(c driver.Connector) driver.Connector { return c }
@@ -213,7 +238,7 @@ func openDB(cfg *config, wrap func(driver.Connector) driver.Connector) (*sql.DB,
 		if err != nil {
 			return nil, nil, fmt.Errorf("%w: url: %v", backend.ErrInvalidInput, err)
 		}
-		return sql.OpenDB(idConnector{Connector: wrap(c)}), c, nil
+		return sql.OpenDB(idConnector{Connector: wrap(c), init: cfg.sessionInit}), c, nil
 	case dialect.Postgres:
 		c, err := pq.NewConnector(cfg.dsn)
 		if err != nil {
@@ -286,13 +311,21 @@ func (b *Backend) Client() *ent.Client { return b.client }
 // (the server restarted, the session was killed) is discarded and the ping
 // tried on another, as database/sql does for statements but not for pings:
 // at most once per idle connection, plus twice.
+//
+// On a Galera node the ping is SHOW GLOBAL STATUS LIKE 'wsrep_ready' (one
+// round trip as well), and a node that is not part of the primary
+// component (wsrep_ready=OFF) fails: it would refuse every call.
 func (b *Backend) Ping(ctx context.Context) error {
-	err := b.db.PingContext(ctx)
+	ping := b.db.PingContext
+	if b.galera {
+		ping = b.galeraReady
+	}
+	err := ping(ctx)
 	if err != nil && isConnLost(err) {
 		// Each failed ping discards one dead connection: try at most once
 		// per idle connection, and once more on a new one.
 		for n := b.db.Stats().Idle + 1; n > 0 && err != nil && ctx.Err() == nil && isConnLost(err); n-- {
-			err = b.db.PingContext(ctx)
+			err = ping(ctx)
 		}
 	}
 	if err != nil {

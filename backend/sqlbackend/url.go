@@ -55,7 +55,7 @@ var passThrough = map[string]map[string]bool{
 		"application_name": true, "search_path": true, "target_session_attrs": true,
 		"binary_parameters": true,
 	},
-	dialect.MySQL: {"tls": true, "timeout": true, "readTimeout": true, "writeTimeout": true},
+	dialect.MySQL: {"tls": true, "timeout": true, "readTimeout": true, "writeTimeout": true, "wsrep_sync_wait": true},
 }
 
 // config is a parsed backend URL: what Open needs to reach the database.
@@ -78,6 +78,12 @@ type config struct {
 	// Pool settings from the URL; nil when the URL does not set them.
 	maxOpen, maxIdle *int
 	maxLifetime      *time.Duration
+	// syncWait: the MySQL URL's wsrep_sync_wait (0-15), the session value
+	// on a Galera node instead of DefaultGaleraSyncWait; nil when not set.
+	syncWait *int
+	// sessionInit: the statement each new MySQL pool connection runs (set
+	// by OpenWrapped on a Galera node), or "".
+	sessionInit string
 }
 
 // parseURL turns a backend URL into a driver configuration. Errors wrap
@@ -263,6 +269,12 @@ func (cfg *config) mysqlConfig(u *url.URL, q url.Values) error {
 			default:
 				return invalidURL(cfg.where, "tls %q is not true, false, skip-verify or preferred", v[0])
 			}
+		case "wsrep_sync_wait":
+			n, err := strconv.Atoi(v[0])
+			if err != nil || n < 0 || n > 15 {
+				return invalidURL(cfg.where, "wsrep_sync_wait %q is not an integer from 0 to 15", v[0])
+			}
+			cfg.syncWait = &n
 		case "timeout", "readTimeout", "writeTimeout":
 			d, err := time.ParseDuration(v[0])
 			if err != nil || d < 0 {
