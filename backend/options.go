@@ -44,6 +44,10 @@ type Options struct {
 	// ListPageSize is the number of tokens one page of a streamed listing
 	// (RefreshTokenIterator) reads (WithListPageSize).
 	ListPageSize int
+	// ReconnectBudget is how long a SQL call waits, in all, for a new
+	// connection the server refuses (WithReconnectBudget); 0: the backend's
+	// default, negative: no waiting.
+	ReconnectBudget time.Duration
 }
 
 // ReuseScope says what a replay of a revoked refresh token revokes.
@@ -169,6 +173,16 @@ func WithMaxIdleConns(n int) Option { return func(o *Options) { o.MaxIdleConns =
 // WithConnMaxLifetime sets how long a pooled SQL connection may be reused.
 func WithConnMaxLifetime(d time.Duration) Option {
 	return func(o *Options) { o.ConnMaxLifetime = d }
+}
+
+// WithReconnectBudget sets how long a SQL call waits, in all, for a new
+// connection when the server cannot be reached or refuses it (a failover
+// in progress, a restart): such a call has sent nothing, so waiting for the
+// new primary cannot do anything twice. The wait never outlasts the
+// call's context. d < 0 turns the waiting off; 0 keeps the backend's
+// default (sqlbackend.DefaultReconnectBudget). Ignored by the memory backend.
+func WithReconnectBudget(d time.Duration) Option {
+	return func(o *Options) { o.ReconnectBudget = d }
 }
 
 // WithCleanupBatchSize bounds the rows one clean-up statement deletes; n <= 0

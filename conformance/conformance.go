@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -45,9 +46,22 @@ func Run(t *testing.T, newBackend func(t *testing.T, opts ...backend.Option) bac
 	for _, g := range groups() {
 		t.Run(g.name, func(t *testing.T) {
 			for _, c := range g.cases {
-				t.Run(c.name, func(t *testing.T) { c.fn(t, s) })
+				t.Run(c.name, func(t *testing.T) {
+					defer failOnPanic(t)
+					c.fn(t, s)
+				})
 			}
 		})
+	}
+}
+
+// failOnPanic turns a panic of a subtest's own goroutine (a check that
+// trips over what a misbehaving backend returned) into the subtest's
+// failure, so that one bad answer does not kill the whole test binary.
+// The checks themselves never rely on it: they test what they read first.
+func failOnPanic(t *testing.T) {
+	if r := recover(); r != nil {
+		t.Fatalf("panic (a backend returned something the suite did not expect): %v\n%s", r, debug.Stack())
 	}
 }
 

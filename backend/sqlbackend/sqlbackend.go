@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"entgo.io/ent/dialect"
@@ -106,6 +107,14 @@ func OpenWrapped(ctx context.Context, rawURL string, wrap func(driver.Connector)
 			return nil, fmt.Errorf("authdb: open %s: cannot reach the database: %w", cfg.where, err)
 		}
 	}
+	cfg.reconnectBudget = DefaultReconnectBudget
+	if o.ReconnectBudget != 0 {
+		cfg.reconnectBudget = o.ReconnectBudget
+	}
+	if cfg.reconnect != nil {
+		cfg.reconnectBudget = *cfg.reconnect
+	}
+	cfg.armed, cfg.logger = new(atomic.Bool), o.Logger
 	db, killer, err := openDB(cfg, wrap)
 	if err != nil {
 		return nil, fmt.Errorf("authdb: open %s: %w", cfg.where, err)
@@ -116,6 +125,7 @@ func OpenWrapped(ctx context.Context, rawURL string, wrap func(driver.Connector)
 		return nil, err
 	}
 	b.desc = describeURL(cfg, rawURL)
+	cfg.armed.Store(true) // from now on, a refused connection waits (reconnector)
 	return b, nil
 }
 
@@ -192,6 +202,17 @@ func newBackend(ctx context.Context, db *sql.DB, d, where string, o backend.Opti
 		}
 		mariaDB = strings.Contains(strings.ToLower(version), "mariadb")
 	}
+	if d == dialect.Postgres {
+		var inRecovery bool
+		if err := db.QueryRowContext(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("authdb: open %s: %w", where, err)
+		}
+		if inRecovery {
+			db.Close()
+			return nil, fmt.Errorf("authdb: open %s: %w", where, errStandby)
+		}
+	}
 	galera := false
 	if mariaDB {
 		var err error
@@ -232,20 +253,29 @@ func openDB(cfg *config, wrap func(driver.Connector) driver.Connector) (*sql.DB,
 	if wrap == nil {
 		wrap = func(c driver.Connector) driver.Connector { return c }
 	}
+	if cfg.armed == nil {
+		cfg.armed = new(atomic.Bool)
+	}
+	if cfg.logger == nil {
+		cfg.logger = slog.New(slog.DiscardHandler)
+	}
+	reconnect := func(c driver.Connector) driver.Connector {
+		return reconnector{Connector: c, budget: cfg.reconnectBudget, armed: cfg.armed, logger: cfg.logger}
+	}
 	switch cfg.dialect {
 	case dialect.MySQL:
 		c, err := mysql.NewConnector(cfg.mysql)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%w: url: %v", backend.ErrInvalidInput, err)
 		}
-		return sql.OpenDB(idConnector{Connector: wrap(c), init: cfg.sessionInit}), c, nil
+		return sql.OpenDB(idConnector{Connector: wrap(reconnect(c)), init: cfg.sessionInit}), c, nil
 	case dialect.Postgres:
 		c, err := pq.NewConnector(cfg.dsn)
 		if err != nil {
 			// lib/pq's parse errors name a setting, never the password.
 			return nil, nil, fmt.Errorf("%w: url: %v", backend.ErrInvalidInput, err)
 		}
-		return sql.OpenDB(idConnector{Connector: wrap(c), pg: true}), c, nil
+		return sql.OpenDB(idConnector{Connector: wrap(reconnect(c)), pg: true}), c, nil
 	}
 	c, err := newSQLiteConnector(cfg.dsn)
 	if err != nil {

@@ -2,11 +2,13 @@ package sqlbackend
 
 import (
 	"fmt"
+	"log/slog"
 	"net/url"
 	"runtime"
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"entgo.io/ent/dialect"
@@ -84,6 +86,13 @@ type config struct {
 	// sessionInit: the statement each new MySQL pool connection runs (set
 	// by OpenWrapped on a Galera node), or "".
 	sessionInit string
+	// reconnect: the URL's reconnect_budget (PostgreSQL, MySQL); nil when
+	// not set. reconnectBudget is the resolved budget (OpenWrapped), armed
+	// turns the waiting on once the backend is open (failover.go).
+	reconnect       *time.Duration
+	reconnectBudget time.Duration
+	armed           *atomic.Bool
+	logger          *slog.Logger
 }
 
 // parseURL turns a backend URL into a driver configuration. Errors wrap
@@ -204,12 +213,29 @@ func parseServerURL(scheme, rawURL string) (*config, error) {
 	if err := cfg.takePool(q); err != nil {
 		return nil, err
 	}
+	if v, ok := q["reconnect_budget"]; ok {
+		delete(q, "reconnect_budget")
+		d, err := time.ParseDuration(v[0])
+		if len(v) != 1 || err != nil {
+			return nil, invalidURL(cfg.where, "reconnect_budget %q is not a duration such as 10s (0 or negative: no waiting)", v[0])
+		}
+		cfg.reconnect = &d
+	}
 	if scheme == "mysql" {
 		cfg.dialect = dialect.MySQL
 		return cfg, cfg.mysqlConfig(u, q)
 	}
 	cfg.dialect = dialect.Postgres
+	if err := parsePostgresHosts(cfg.where, u, q); err != nil {
+		return nil, err
+	}
 	for k, v := range q {
+		if k == "host" || k == "port" {
+			if !strings.Contains(cfg.where, ",") {
+				return nil, unknownParam(cfg.where, k, dialect.Postgres)
+			}
+			continue // set by parsePostgresHosts
+		}
 		if !passThrough[dialect.Postgres][k] {
 			return nil, unknownParam(cfg.where, k, dialect.Postgres)
 		}
@@ -328,9 +354,13 @@ func (cfg *config) takePool(q url.Values) error {
 
 func unknownParam(where, key, d string) error {
 	known := []string{"max_open_conns", "max_idle_conns", "conn_max_lifetime"}
+	if d != dialect.SQLite {
+		known = append(known, "reconnect_budget")
+	}
+	n := len(known)
 	for k := range passThrough[d] {
 		known = append(known, k)
 	}
-	sort.Strings(known[3:])
+	sort.Strings(known[n:])
 	return invalidURL(where, "unknown query parameter %q (known: %s)", key, strings.Join(known, ", "))
 }

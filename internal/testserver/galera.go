@@ -83,11 +83,19 @@ type Galera struct {
 	Ports       [3]int
 }
 
+// EnvGaleraDir names the directory of a cluster started by hand
+// (scripts/galera.sh start DIR) for StartGalera to use instead of starting
+// one, and not to stop: for iterating on a test.
+const EnvGaleraDir = "AUTHDB_TEST_GALERA_DIR"
+
 // StartGalera starts a cluster, stopped when the test ends; about 10 s.
 // Gated by EnvClusters (see clusterGate).
 func StartGalera(t testing.TB) *Galera {
 	t.Helper()
 	fail := clusterGate(t, "Galera cluster")
+	if dir := os.Getenv(EnvGaleraDir); dir != "" {
+		return reuseGalera(t, dir)
+	}
 	dir, script := clusterDir(t, "authdb-galera-", "galera.sh")
 	g := &Galera{dir: dir, script: script}
 	t.Cleanup(func() {
@@ -148,4 +156,21 @@ func (g *Galera) signal(t testing.TB, what string, i int) {
 	if _, err := runScript(10*time.Second, g.script, what, g.dir, strconv.Itoa(i+1)); err != nil {
 		t.Fatalf("%s node %d: %v", what, i, err)
 	}
+}
+
+// reuseGalera returns the running cluster of dir (EnvGaleraDir).
+func reuseGalera(t testing.TB, dir string) *Galera {
+	t.Helper()
+	ports, err := os.ReadFile(filepath.Join(dir, "ports"))
+	if err != nil {
+		t.Fatalf("%s: %v", EnvGaleraDir, err)
+	}
+	_, script := clusterDir(t, "authdb-galera-script-", "galera.sh")
+	g := &Galera{dir: dir, script: script}
+	for i, f := range strings.Fields(string(ports)) {
+		if i < 3 {
+			g.Ports[i], _ = strconv.Atoi(f)
+		}
+	}
+	return g
 }
