@@ -345,8 +345,9 @@ func readState(ctx context.Context, conn *sql.Conn, schema string) (state, error
 	}
 }
 
-// errNoTable marks readStateOnce's error for a missing table.
-var errNoTable = errors.New("table not found")
+// errNoTable marks readStateOnce's error for a missing table; it wraps
+// backend.ErrNotFound (the CLI hints 'authdb migrate').
+var errNoTable = fmt.Errorf("table %w", backend.ErrNotFound)
 
 // raceAttempts bounds the re-reads and re-plans after a concurrent change.
 const raceAttempts = 8

@@ -133,11 +133,10 @@ func additiveOnly(d string, logger *slog.Logger) entschema.DiffHook {
 							sub = append(sub, tc)
 							continue
 						}
-						level := slog.LevelWarn
 						if benign(tc) {
-							level = slog.LevelDebug
+							continue // the same thing written two ways: nothing to say
 						}
-						logger.Log(context.Background(), level, "authdb: migration: existing schema left as it is",
+						logger.Warn("authdb: migration: existing schema left as it is",
 							"table", c.T.Name, "change", describe(tc))
 					}
 					if len(sub) > 0 {

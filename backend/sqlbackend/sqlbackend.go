@@ -378,7 +378,7 @@ func (b *Backend) Close() error {
 // backend's clock); elsewhere backend.ErrUnsupported.
 func (b *Backend) PlanRefreshTokenPartitions(ctx context.Context, retentionMonths, monthsAhead int) (backend.PartitionReport, error) {
 	if b.dialect != dialect.MySQL {
-		return backend.PartitionReport{}, fmt.Errorf("authdb: plan refresh token partitions on %s: %w", b.dialect, backend.ErrUnsupported)
+		return backend.PartitionReport{}, fmt.Errorf("authdb: plan refresh token partitions on %s: monthly partitions need MySQL/MariaDB: %w", b.dialect, backend.ErrUnsupported)
 	}
 	return partition.PlanMaintenance(ctx, b.db, b.opts.Now(), retentionMonths, monthsAhead)
 }
@@ -389,7 +389,7 @@ func (b *Backend) PlanRefreshTokenPartitions(ctx context.Context, retentionMonth
 // backend.ErrUnsupported. Dropped partitions take their tokens with them.
 func (b *Backend) MaintainRefreshTokenPartitions(ctx context.Context, retentionMonths, monthsAhead int) (backend.PartitionReport, error) {
 	if b.dialect != dialect.MySQL {
-		return backend.PartitionReport{}, fmt.Errorf("authdb: maintain refresh token partitions on %s: %w", b.dialect, backend.ErrUnsupported)
+		return backend.PartitionReport{}, fmt.Errorf("authdb: maintain refresh token partitions on %s: monthly partitions need MySQL/MariaDB: %w", b.dialect, backend.ErrUnsupported)
 	}
 	return partition.Maintain(ctx, b.db, b.opts.Now(), retentionMonths, monthsAhead)
 }

@@ -5,10 +5,14 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"os"
 	"strings"
 	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/lib/pq"
 
 	"github.com/authdb/authdb"
 	"github.com/authdb/authdb/backend"
@@ -46,8 +50,15 @@ func (a *app) resolveURL() string {
 
 // open opens the backend of the resolved URL and pings it. Any failure is
 // one line naming the scheme and the host (or file), never the password.
+//
+// Every server URL must name a database. The commands that do not create the
+// schema (all but migrate and demo) never create a database either: on
+// SQLite a missing file is an error, not a new empty database.
 func (a *app) open(ctx context.Context, opts ...backend.Option) (backend.Backend, error) {
 	raw := a.resolveURL()
+	if err := checkURL(raw, a.cmd != "migrate" && a.cmd != "demo"); err != nil {
+		return nil, err
+	}
 	opts = append([]backend.Option{backend.WithLogger(a.setupLogger())}, opts...)
 	a.setupLogger().Debug("opening database", "url", backend.Redact(raw))
 	ctx, cancel := context.WithTimeout(ctx, openTimeout)
@@ -64,9 +75,43 @@ func (a *app) open(ctx context.Context, opts ...backend.Option) (backend.Backend
 	return b, nil
 }
 
+// checkURL refuses, before anything is opened, a server URL without a
+// database name and, when mustExist, a SQLite file that does not exist.
+func checkURL(raw string, mustExist bool) error {
+	switch backend.Scheme(raw) {
+	case "postgres", "postgresql", "mysql":
+		u, err := url.Parse(raw)
+		if err != nil || u.Host == "" {
+			return nil // authdb.Open says what is wrong with it
+		}
+		if strings.Trim(u.Path, "/") == "" {
+			return &exitError{code: exitUsage, err: fmt.Errorf(
+				"%s: the URL names no database: add it to the path (%s://host:port/DBNAME)", target(raw), backend.Scheme(raw))}
+		}
+	case "sqlite", "sqlite3":
+		path := raw[strings.Index(raw, "://")+3:]
+		if i := strings.IndexByte(path, '?'); i >= 0 {
+			path = path[:i]
+		}
+		path = strings.TrimPrefix(path, "file:")
+		if !mustExist || path == "" || strings.HasPrefix(path, ":memory:") {
+			return nil
+		}
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("%s: no such file; this command never creates a database (check the path, or create it with 'authdb migrate')", target(raw))
+		}
+	}
+	return nil
+}
+
 // openError turns an error of authdb.Open into the CLI's one-line message.
 func (a *app) openError(err error) error {
 	raw := a.dbURL
+	var pqErr *pq.Error
+	var myErr *mysql.MySQLError
+	if errors.As(err, &pqErr) && pqErr.Code == "3D000" || errors.As(err, &myErr) && myErr.Number == 1049 {
+		return fmt.Errorf("%s: the database does not exist; create it first (authdb creates tables, not databases)", target(raw))
+	}
 	scheme := backend.Scheme(raw)
 	cause := a.errLine(err)
 	known := false

@@ -35,6 +35,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 )
@@ -67,6 +69,7 @@ type app struct {
 	dbURL          string // from --db (global or per command); "" until resolved
 	cmd            string // the running command, for messages ("tokens list")
 	verbose        bool
+	version        bool // --version
 	logger         *slog.Logger
 }
 
@@ -84,6 +87,7 @@ func commands() []command {
 		{"partitions", "show, plan and apply the monthly partitions of RefreshTokens (MySQL/MariaDB)", runPartitions},
 		{"tokens", "list or revoke refresh tokens (tokens list, tokens revoke)", runTokens},
 		{"demo", "run a device flow, a PKCE flow, a rotation and a replay, printing each step", runDemo},
+		{"version", "print the module version and the VCS revision of this binary", runVersion},
 	}
 }
 
@@ -127,6 +131,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	rest := fs.Args()
+	if a.version {
+		a.cmd = "version"
+		return a.exitStatus(runVersion(ctx, a, nil))
+	}
 	if len(rest) == 0 {
 		a.mainUsage(stderr)
 		return exitUsage
@@ -146,6 +154,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		a.cmd = c.name
 		err := c.run(ctx, a, cmdArgs)
 		return a.exitStatus(err)
+	}
+	if s := suggest(name); s != "" {
+		fmt.Fprintf(stderr, "authdb: unknown command %q; did you mean %q?\nRun 'authdb --help' for usage.\n", name, s)
+		return exitUsage
 	}
 	fmt.Fprintf(stderr, "authdb: unknown command %q\nRun 'authdb --help' for usage.\n", name)
 	return exitUsage
@@ -176,6 +188,7 @@ func (a *app) exitStatus(err error) int {
 func (a *app) globalFlags(fs *flag.FlagSet) {
 	fs.StringVar(&a.dbURL, "db", "", "database `URL` (default $"+envURL+", else "+defaultURL+")")
 	fs.BoolVar(&a.verbose, "v", false, "verbose: log debug messages to stderr")
+	fs.BoolVar(&a.version, "version", false, "print the version and exit")
 }
 
 func (a *app) mainUsage(w io.Writer) {
@@ -197,6 +210,7 @@ Global flags (also accepted after the command):
              postgres://user:pass@host:5432/db?sslmode=disable,
              mysql://user:pass@host:3306/db
   -v         log debug messages to stderr
+  --version  print the version (also: authdb version)
 
 Run 'authdb <command> --help' for a command's flags.
 Exit status: 0 success, 1 failure, 2 usage error or unsupported by the engine.
@@ -213,19 +227,87 @@ func (a *app) newFlagSet(name, usage string) *flag.FlagSet {
 		a.dbURL = s
 		return nil
 	})
-	fs.BoolFunc("v", "verbose: log debug messages to stderr", func(string) error {
-		a.verbose = true
-		return nil
-	})
+	fs.Var((*boolFlag)(&a.verbose), "v", "verbose: log debug messages to stderr")
 	fs.Usage = func() {
 		w := a.stdout
 		fmt.Fprint(w, strings.TrimLeft(usage, "\n"))
 		fmt.Fprintln(w, "\nFlags:")
-		fs.SetOutput(w)
-		fs.PrintDefaults()
-		fs.SetOutput(io.Discard)
+		printFlags(w, fs)
 	}
 	return fs
+}
+
+// boolFlag is a boolean flag that keeps the value given: -v, -v=true,
+// -v=false (the global -v may be turned off after the command).
+type boolFlag bool
+
+func (b *boolFlag) String() string   { return strconv.FormatBool(bool(*b)) }
+func (b *boolFlag) IsBoolFlag() bool { return true }
+func (b *boolFlag) Set(s string) error {
+	v, err := strconv.ParseBool(s)
+	if err != nil {
+		return errors.New("want true or false")
+	}
+	*b = boolFlag(v)
+	return nil
+}
+
+// printFlags prints fs's flags as the usage line writes them (--db URL;
+// one dash for the one-letter -v), where the flag package's PrintDefaults
+// writes -db, with their defaults.
+func printFlags(w io.Writer, fs *flag.FlagSet) {
+	fs.VisitAll(func(f *flag.Flag) {
+		name, usage := flag.UnquoteUsage(f)
+		dash := "--"
+		if len(f.Name) == 1 {
+			dash = "-"
+		}
+		line := "  " + dash + f.Name
+		if name != "" {
+			line += " " + name
+		}
+		fmt.Fprintf(w, "%s\n    \t%s", line, strings.ReplaceAll(usage, "\n", "\n    \t"))
+		if d := f.DefValue; d != "" && d != "false" && d != "0" && f.Name != "db" {
+			fmt.Fprintf(w, " (default %s)", d)
+		}
+		fmt.Fprintln(w)
+	})
+}
+
+// suggest returns the command closest to a mistyped name (at most two
+// edits away, or a prefix of one), or "".
+func suggest(name string) string {
+	best, bestD := "", 3
+	for _, c := range commands() {
+		if strings.HasPrefix(c.name, name) && len(name) >= 2 {
+			return c.name
+		}
+		if d := editDistance(name, c.name); d < bestD {
+			best, bestD = c.name, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
 }
 
 // parse parses a command's flags; no command takes positional arguments.
@@ -266,9 +348,16 @@ func (a *app) setupLogger() *slog.Logger {
 // errLine renders err for the CLI's one-line messages: on one line, without
 // the password of the database URL, and without the "authdb: " markers of
 // the wrapped library errors (the CLI prints its own prefix).
+//
+// The CLI names the target once, at the front ("postgres 127.0.0.1:5432/db:
+// ..."), so the library's own " on postgres://127.0.0.1:5432" is dropped.
 func (a *app) errLine(err error) string {
-	return strings.ReplaceAll(oneLine(scrubPassword(err.Error(), a.dbURL)), "authdb: ", "")
+	line := strings.ReplaceAll(oneLine(scrubPassword(err.Error(), a.dbURL)), "authdb: ", "")
+	return libWhere.ReplaceAllString(line, "")
 }
+
+// libWhere matches the library's " on scheme://host:port" in its errors.
+var libWhere = regexp.MustCompile(` on (?:sqlite|postgres|postgresql|mysql)://[^\s:]*(?::\d+)?`)
 
 // oneLine joins a multi-line message into one line.
 func oneLine(s string) string {

@@ -72,13 +72,19 @@ func runPartitions(ctx context.Context, a *app, args []string) error {
 	if errors.Is(err, backend.ErrUnsupported) {
 		if s, ok := b.(sqlIntrospector); ok && s.Dialect() == "mysql" {
 			// MySQL with an unpartitioned RefreshTokens: the error says how to partition it.
-			return &exitError{code: exitUnsupported, err: fmt.Errorf("%s: RefreshTokens is not partitioned "+
-				"('authdb migrate' partitions it while it is empty): %w", where, err)}
+			// MySQL with an unpartitioned RefreshTokens that holds rows
+			// (migrate partitions it while it is empty).
+			return &exitError{code: exitUnsupported, err: fmt.Errorf("%s: RefreshTokens is not partitioned and holds rows, "+
+				"so it was left alone; 'authdb migrate' prints the ALTER TABLE statement that partitions it "+
+				"(run it in a quiet period: it copies the table under a lock)", where)}
 		}
 		return unsupportedPartitions(where)
 	}
+	if errors.Is(err, backend.ErrNotFound) {
+		return fmt.Errorf("%s has no RefreshTokens table; run 'authdb migrate' first", where)
+	}
 	if err != nil {
-		return schemaHint(fmt.Errorf("%s: plan partitions: %w", where, err))
+		return schemaHint(fmt.Errorf("%s: %w", where, err))
 	}
 
 	w := a.stdout

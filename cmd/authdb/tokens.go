@@ -90,7 +90,7 @@ func runTokensList(ctx context.Context, a *app, args []string) error {
 		err = printTokens(a.stdout, toks)
 	}
 	if err != nil {
-		return schemaHint(fmt.Errorf("list refresh tokens on %s: %w", target(a.dbURL), err))
+		return schemaHint(fmt.Errorf("%s: %w", target(a.dbURL), err))
 	}
 	return nil
 }
