@@ -1,0 +1,329 @@
+package otelauthdb
+
+import (
+	"errors"
+
+	"context"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/authdb/authdb/backend"
+)
+
+// op names an instrumented operation.
+type op int
+
+const (
+	opInsertDeviceFlow op = iota
+	opDeviceFlowValidateUserCode
+	opDeviceFlowInsertIDToken
+	opGetDeviceFlow
+	opUpdateDeviceFlowStatus
+	opConsumeDeviceFlow
+	opInsertAuthorizationFlow
+	opAuthorizationFlowInsertIDToken
+	opGetAuthorizationFlow
+	opUpdateAuthorizationFlowStatus
+	opConsumeAuthorizationFlow
+	opInsertRefreshToken
+	opGetRefreshToken
+	opGetUserRefreshTokens
+	opRevokeRefreshToken
+	opRevokeUserRefreshTokens
+	opRotateRefreshToken
+	opRevokeRefreshTokenFamily
+	opCleanExpiredDeviceFlows
+	opCleanExpiredAuthorizationFlows
+	opCleanExpiredRefreshTokens
+	opPing
+	opPlanRefreshTokenPartitions
+	opMaintainRefreshTokenPartitions
+	numOps
+)
+
+// opSpecs: each operation's name (db.operation.name and the span name), its table
+// (db.collection.name) and, for a redemption, its flow kind.
+var opSpecs = [numOps]struct{ name, table, flowKind string }{
+	opInsertDeviceFlow:               {"InsertDeviceFlow", "DeviceFlows", ""},
+	opDeviceFlowValidateUserCode:     {"DeviceFlowValidateUserCode", "DeviceFlows", ""},
+	opDeviceFlowInsertIDToken:        {"DeviceFlowInsertIDToken", "DeviceFlows", ""},
+	opGetDeviceFlow:                  {"GetDeviceFlow", "DeviceFlows", ""},
+	opUpdateDeviceFlowStatus:         {"UpdateDeviceFlowStatus", "DeviceFlows", ""},
+	opConsumeDeviceFlow:              {"ConsumeDeviceFlow", "DeviceFlows", "device"},
+	opInsertAuthorizationFlow:        {"InsertAuthorizationFlow", "AuthorizationFlows", ""},
+	opAuthorizationFlowInsertIDToken: {"AuthorizationFlowInsertIDToken", "AuthorizationFlows", ""},
+	opGetAuthorizationFlow:           {"GetAuthorizationFlow", "AuthorizationFlows", ""},
+	opUpdateAuthorizationFlowStatus:  {"UpdateAuthorizationFlowStatus", "AuthorizationFlows", ""},
+	opConsumeAuthorizationFlow:       {"ConsumeAuthorizationFlow", "AuthorizationFlows", "authorization"},
+	opInsertRefreshToken:             {"InsertRefreshToken", "RefreshTokens", ""},
+	opGetRefreshToken:                {"GetRefreshToken", "RefreshTokens", ""},
+	opGetUserRefreshTokens:           {"GetUserRefreshTokens", "RefreshTokens", ""},
+	opRevokeRefreshToken:             {"RevokeRefreshToken", "RefreshTokens", ""},
+	opRevokeUserRefreshTokens:        {"RevokeUserRefreshTokens", "RefreshTokens", ""},
+	opRotateRefreshToken:             {"RotateRefreshToken", "RefreshTokens", ""},
+	opRevokeRefreshTokenFamily:       {"RevokeRefreshTokenFamily", "RefreshTokens", ""},
+	opCleanExpiredDeviceFlows:        {"CleanExpiredDeviceFlows", "DeviceFlows", ""},
+	opCleanExpiredAuthorizationFlows: {"CleanExpiredAuthorizationFlows", "AuthorizationFlows", ""},
+	opCleanExpiredRefreshTokens:      {"CleanExpiredRefreshTokens", "RefreshTokens", ""},
+	opPing:                           {"Ping", "", ""},
+	opPlanRefreshTokenPartitions:     {"PlanRefreshTokenPartitions", "RefreshTokens", ""},
+	opMaintainRefreshTokenPartitions: {"MaintainRefreshTokenPartitions", "RefreshTokens", ""},
+}
+
+// InsertDeviceFlow implements backend.Backend.
+func (w *wrapped) InsertDeviceFlow(ctx context.Context, clientID, scope string) (userCode, deviceCode string, err error) {
+	ctx, span, t0 := w.start(ctx, opInsertDeviceFlow, nil)
+	userCode, deviceCode, err = w.b.InsertDeviceFlow(ctx, clientID, scope)
+	w.end(ctx, opInsertDeviceFlow, span, t0, err, "")
+	return
+}
+
+// DeviceFlowValidateUserCode implements backend.Backend.
+func (w *wrapped) DeviceFlowValidateUserCode(ctx context.Context, userCode string, maxValidity time.Duration) (scope string, err error) {
+	ctx, span, t0 := w.start(ctx, opDeviceFlowValidateUserCode, nil)
+	scope, err = w.b.DeviceFlowValidateUserCode(ctx, userCode, maxValidity)
+	w.end(ctx, opDeviceFlowValidateUserCode, span, t0, err, "")
+	return
+}
+
+// DeviceFlowInsertIDToken implements backend.Backend.
+func (w *wrapped) DeviceFlowInsertIDToken(ctx context.Context, userCode string, idToken map[string]any, maxValidity time.Duration) (err error) {
+	ctx, span, t0 := w.start(ctx, opDeviceFlowInsertIDToken, nil)
+	err = w.b.DeviceFlowInsertIDToken(ctx, userCode, idToken, maxValidity)
+	w.end(ctx, opDeviceFlowInsertIDToken, span, t0, err, "")
+	return
+}
+
+// GetDeviceFlow implements backend.Backend.
+func (w *wrapped) GetDeviceFlow(ctx context.Context, deviceCode string) (f backend.DeviceFlow, err error) {
+	ctx, span, t0 := w.start(ctx, opGetDeviceFlow, nil)
+	f, err = w.b.GetDeviceFlow(ctx, deviceCode)
+	w.end(ctx, opGetDeviceFlow, span, t0, err, "")
+	return
+}
+
+// UpdateDeviceFlowStatus implements backend.Backend.
+func (w *wrapped) UpdateDeviceFlowStatus(ctx context.Context, deviceCode string, status backend.FlowStatus) (err error) {
+	ctx, span, t0 := w.start(ctx, opUpdateDeviceFlowStatus, nil)
+	err = w.b.UpdateDeviceFlowStatus(ctx, deviceCode, status)
+	w.end(ctx, opUpdateDeviceFlowStatus, span, t0, err, "")
+	return
+}
+
+// ConsumeDeviceFlow implements backend.Backend.
+func (w *wrapped) ConsumeDeviceFlow(ctx context.Context, deviceCode string, maxValidity time.Duration) (f backend.DeviceFlow, err error) {
+	ctx, span, t0 := w.start(ctx, opConsumeDeviceFlow, nil)
+	f, err = w.b.ConsumeDeviceFlow(ctx, deviceCode, maxValidity)
+	o := w.end(ctx, opConsumeDeviceFlow, span, t0, err, "")
+	w.redemptions.Add(ctx, 1, w.ops[opConsumeDeviceFlow].counted[o])
+	return
+}
+
+// InsertAuthorizationFlow implements backend.Backend.
+func (w *wrapped) InsertAuthorizationFlow(ctx context.Context, clientID, scope, codeChallenge, codeChallengeMethod, redirectURI string) (id string, err error) {
+	ctx, span, t0 := w.start(ctx, opInsertAuthorizationFlow, nil)
+	id, err = w.b.InsertAuthorizationFlow(ctx, clientID, scope, codeChallenge, codeChallengeMethod, redirectURI)
+	w.end(ctx, opInsertAuthorizationFlow, span, t0, err, "")
+	return
+}
+
+// AuthorizationFlowInsertIDToken implements backend.Backend.
+func (w *wrapped) AuthorizationFlowInsertIDToken(ctx context.Context, id string, idToken map[string]any, maxValidity time.Duration) (code, redirectURI string, err error) {
+	ctx, span, t0 := w.start(ctx, opAuthorizationFlowInsertIDToken, nil)
+	code, redirectURI, err = w.b.AuthorizationFlowInsertIDToken(ctx, id, idToken, maxValidity)
+	w.end(ctx, opAuthorizationFlowInsertIDToken, span, t0, err, "")
+	return
+}
+
+// GetAuthorizationFlow implements backend.Backend.
+func (w *wrapped) GetAuthorizationFlow(ctx context.Context, code string, maxValidity time.Duration) (f backend.AuthorizationFlow, err error) {
+	ctx, span, t0 := w.start(ctx, opGetAuthorizationFlow, nil)
+	f, err = w.b.GetAuthorizationFlow(ctx, code, maxValidity)
+	w.end(ctx, opGetAuthorizationFlow, span, t0, err, "")
+	return
+}
+
+// UpdateAuthorizationFlowStatus implements backend.Backend.
+func (w *wrapped) UpdateAuthorizationFlowStatus(ctx context.Context, code string, status backend.FlowStatus) (err error) {
+	ctx, span, t0 := w.start(ctx, opUpdateAuthorizationFlowStatus, nil)
+	err = w.b.UpdateAuthorizationFlowStatus(ctx, code, status)
+	w.end(ctx, opUpdateAuthorizationFlowStatus, span, t0, err, "")
+	return
+}
+
+// ConsumeAuthorizationFlow implements backend.Backend.
+func (w *wrapped) ConsumeAuthorizationFlow(ctx context.Context, code string, maxValidity time.Duration) (f backend.AuthorizationFlow, err error) {
+	ctx, span, t0 := w.start(ctx, opConsumeAuthorizationFlow, nil)
+	f, err = w.b.ConsumeAuthorizationFlow(ctx, code, maxValidity)
+	o := w.end(ctx, opConsumeAuthorizationFlow, span, t0, err, "")
+	w.redemptions.Add(ctx, 1, w.ops[opConsumeAuthorizationFlow].counted[o])
+	return
+}
+
+// InsertRefreshToken implements backend.Backend.
+func (w *wrapped) InsertRefreshToken(ctx context.Context, jti uuid.UUID, sub, scope string) (err error) {
+	ctx, span, t0 := w.start(ctx, opInsertRefreshToken, nil)
+	err = w.b.InsertRefreshToken(ctx, jti, sub, scope)
+	w.end(ctx, opInsertRefreshToken, span, t0, err, "")
+	return
+}
+
+// GetRefreshToken implements backend.Backend.
+func (w *wrapped) GetRefreshToken(ctx context.Context, jti uuid.UUID) (t backend.RefreshToken, err error) {
+	ctx, span, t0 := w.start(ctx, opGetRefreshToken, nil)
+	t, err = w.b.GetRefreshToken(ctx, jti)
+	w.end(ctx, opGetRefreshToken, span, t0, err, "")
+	return
+}
+
+// GetUserRefreshTokens implements backend.Backend.
+func (w *wrapped) GetUserRefreshTokens(ctx context.Context, sub string) (ts []backend.RefreshToken, err error) {
+	ctx, span, t0 := w.start(ctx, opGetUserRefreshTokens, nil)
+	ts, err = w.b.GetUserRefreshTokens(ctx, sub)
+	w.end(ctx, opGetUserRefreshTokens, span, t0, err, "")
+	return
+}
+
+// RevokeRefreshToken implements backend.Backend.
+func (w *wrapped) RevokeRefreshToken(ctx context.Context, jti uuid.UUID) (err error) {
+	ctx, span, t0 := w.start(ctx, opRevokeRefreshToken, nil)
+	err = w.b.RevokeRefreshToken(ctx, jti)
+	w.end(ctx, opRevokeRefreshToken, span, t0, err, "")
+	return
+}
+
+// RevokeUserRefreshTokens implements backend.Backend.
+func (w *wrapped) RevokeUserRefreshTokens(ctx context.Context, sub string) (n int64, err error) {
+	ctx, span, t0 := w.start(ctx, opRevokeUserRefreshTokens, nil)
+	n, err = w.b.RevokeUserRefreshTokens(ctx, sub)
+	w.end(ctx, opRevokeUserRefreshTokens, span, t0, err, "")
+	return
+}
+
+// RevokeRefreshTokenFamily implements backend.Backend.
+func (w *wrapped) RevokeRefreshTokenFamily(ctx context.Context, jti uuid.UUID) (n int64, err error) {
+	ctx, span, t0 := w.start(ctx, opRevokeRefreshTokenFamily, nil)
+	n, err = w.b.RevokeRefreshTokenFamily(ctx, jti)
+	w.end(ctx, opRevokeRefreshTokenFamily, span, t0, err, "")
+	return
+}
+
+// CleanExpiredDeviceFlows implements backend.Backend.
+func (w *wrapped) CleanExpiredDeviceFlows(ctx context.Context, maxRetention time.Duration) (n int64, err error) {
+	ctx, span, t0 := w.start(ctx, opCleanExpiredDeviceFlows, nil)
+	n, err = w.b.CleanExpiredDeviceFlows(ctx, maxRetention)
+	w.end(ctx, opCleanExpiredDeviceFlows, span, t0, err, "")
+	if n > 0 {
+		w.deleted.Add(ctx, n, w.tables[opCleanExpiredDeviceFlows])
+	}
+	return
+}
+
+// CleanExpiredAuthorizationFlows implements backend.Backend.
+func (w *wrapped) CleanExpiredAuthorizationFlows(ctx context.Context, maxRetention time.Duration) (n int64, err error) {
+	ctx, span, t0 := w.start(ctx, opCleanExpiredAuthorizationFlows, nil)
+	n, err = w.b.CleanExpiredAuthorizationFlows(ctx, maxRetention)
+	w.end(ctx, opCleanExpiredAuthorizationFlows, span, t0, err, "")
+	if n > 0 {
+		w.deleted.Add(ctx, n, w.tables[opCleanExpiredAuthorizationFlows])
+	}
+	return
+}
+
+// CleanExpiredRefreshTokens implements backend.Backend.
+func (w *wrapped) CleanExpiredRefreshTokens(ctx context.Context, maxRetention time.Duration) (n int64, err error) {
+	ctx, span, t0 := w.start(ctx, opCleanExpiredRefreshTokens, nil)
+	n, err = w.b.CleanExpiredRefreshTokens(ctx, maxRetention)
+	w.end(ctx, opCleanExpiredRefreshTokens, span, t0, err, "")
+	if n > 0 {
+		w.deleted.Add(ctx, n, w.tables[opCleanExpiredRefreshTokens])
+	}
+	return
+}
+
+// Ping implements backend.Backend.
+func (w *wrapped) Ping(ctx context.Context) (err error) {
+	ctx, span, t0 := w.start(ctx, opPing, nil)
+	err = w.b.Ping(ctx)
+	w.end(ctx, opPing, span, t0, err, "")
+	return
+}
+
+// RotateRefreshToken implements backend.Backend. It counts the rotation by
+// outcome ("grace" when the backend handed back an existing successor) and
+// a replay (ErrTokenReused) once in authdb.refresh_token.reuse, with the
+// scope the backend reported.
+func (w *wrapped) RotateRefreshToken(ctx context.Context, oldJTI, newJTI uuid.UUID) (backend.RefreshToken, error) {
+	info := &w.ops[opRotateRefreshToken]
+	var ev backend.ReuseEvent
+	ctx, span, t0 := w.start(ctx, opRotateRefreshToken, w.observer(info, &ev))
+	t, err := w.b.RotateRefreshToken(ctx, oldJTI, newJTI)
+	grace := ""
+	if err == nil && t.ReplacedBy != uuid.Nil && t.ReplacedBy != newJTI {
+		grace = outcomeGrace
+	}
+	if errors.Is(err, backend.ErrTokenReused) {
+		scope := "unknown"
+		if ev.JTI != uuid.Nil {
+			scope = ev.Scope.String()
+		}
+		w.reuse.Add(ctx, 1, w.reuseBy[scope])
+		if span.IsRecording() {
+			span.AddEvent("authdb.refresh_token.reuse", trace.WithAttributes(
+				ReuseScopeKey.String(scope), attribute.String("authdb.jti", oldJTI.String()),
+				attribute.Int64("authdb.revoked", ev.Revoked)))
+		}
+	}
+	o := w.end(ctx, opRotateRefreshToken, span, t0, err, grace)
+	w.rotations.Add(ctx, 1, info.counted[o])
+	return t, err
+}
+
+// Close implements backend.Backend (no span: nothing to measure).
+func (w *wrapped) Close() error { return w.b.Close() }
+
+// Describe implements backend.Describer: the wrapped backend's
+// description (db.system.name "other_sql" when it has none).
+func (w *wrapped) Describe() backend.Description { return w.desc }
+
+// Unwrap returns the wrapped backend, for its other optional interfaces.
+func (w *wrapped) Unwrap() backend.Backend { return w.b }
+
+// wrappedPartitions is the wrapper of a backend.PartitionMaintainer: a
+// separate type, so that only such a backend's wrapper has the methods.
+type wrappedPartitions struct {
+	*wrapped
+	pm backend.PartitionMaintainer
+}
+
+var (
+	_ backend.Backend             = (*wrapped)(nil)
+	_ backend.Describer           = (*wrapped)(nil)
+	_ backend.PartitionMaintainer = (*wrappedPartitions)(nil)
+)
+
+// PlanRefreshTokenPartitions implements backend.PartitionMaintainer.
+func (w *wrappedPartitions) PlanRefreshTokenPartitions(ctx context.Context, retentionMonths, monthsAhead int) (backend.PartitionReport, error) {
+	ctx, span, t0 := w.start(ctx, opPlanRefreshTokenPartitions, nil)
+	rep, err := w.pm.PlanRefreshTokenPartitions(ctx, retentionMonths, monthsAhead)
+	w.end(ctx, opPlanRefreshTokenPartitions, span, t0, err, "")
+	return rep, err
+}
+
+// MaintainRefreshTokenPartitions implements backend.PartitionMaintainer
+// and counts the partitions added and dropped in authdb.partitions.changed.
+func (w *wrappedPartitions) MaintainRefreshTokenPartitions(ctx context.Context, retentionMonths, monthsAhead int) (backend.PartitionReport, error) {
+	ctx, span, t0 := w.start(ctx, opMaintainRefreshTokenPartitions, nil)
+	rep, err := w.pm.MaintainRefreshTokenPartitions(ctx, retentionMonths, monthsAhead)
+	if n := len(rep.Added); n > 0 {
+		w.partitions.Add(ctx, int64(n), w.added)
+	}
+	if n := len(rep.Dropped); n > 0 {
+		w.partitions.Add(ctx, int64(n), w.dropped)
+	}
+	w.end(ctx, opMaintainRefreshTokenPartitions, span, t0, err, "")
+	return rep, err
+}
