@@ -68,9 +68,11 @@
 //
 // # Optional interfaces
 //
-// The wrapper keeps backend.PartitionMaintainer when, and only when, the
-// wrapped backend has it (a wrapped SQL backend still maintains MySQL
-// partitions; a wrapped memory backend does not gain the methods). It
+// The wrapper has backend.PartitionMaintainer and
+// backend.RefreshTokenIterator when, and only when, the wrapped backend has
+// them (a wrapped SQL backend still maintains MySQL partitions; a wrapped
+// memory backend does not gain the methods); a streamed listing is one
+// span, "RefreshTokens", from the first page to the last token read. It
 // always implements backend.Describer and Unwrap, which returns the
 // wrapped backend for other optional interfaces (the SQL backend's DB,
 // Dialect, Migrate).

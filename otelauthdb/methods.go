@@ -2,6 +2,7 @@ package otelauthdb
 
 import (
 	"errors"
+	"iter"
 
 	"context"
 	"go.opentelemetry.io/otel/attribute"
@@ -41,6 +42,7 @@ const (
 	opPing
 	opPlanRefreshTokenPartitions
 	opMaintainRefreshTokenPartitions
+	opRefreshTokens
 	numOps
 )
 
@@ -71,6 +73,7 @@ var opSpecs = [numOps]struct{ name, table, flowKind string }{
 	opPing:                           {"Ping", "", ""},
 	opPlanRefreshTokenPartitions:     {"PlanRefreshTokenPartitions", "RefreshTokens", ""},
 	opMaintainRefreshTokenPartitions: {"MaintainRefreshTokenPartitions", "RefreshTokens", ""},
+	opRefreshTokens:                  {"RefreshTokens", "RefreshTokens", ""},
 }
 
 // InsertDeviceFlow implements backend.Backend.
@@ -271,7 +274,7 @@ func (w *wrapped) RotateRefreshToken(ctx context.Context, oldJTI, newJTI uuid.UU
 			scope = ev.Scope.String()
 		}
 		w.reuse.Add(ctx, 1, w.reuseBy[scope])
-		if span.IsRecording() {
+		if recording(span) {
 			span.AddEvent("authdb.refresh_token.reuse", trace.WithAttributes(
 				ReuseScopeKey.String(scope), attribute.String("authdb.jti", oldJTI.String()),
 				attribute.Int64("authdb.revoked", ev.Revoked)))
@@ -292,38 +295,98 @@ func (w *wrapped) Describe() backend.Description { return w.desc }
 // Unwrap returns the wrapped backend, for its other optional interfaces.
 func (w *wrapped) Unwrap() backend.Backend { return w.b }
 
-// wrappedPartitions is the wrapper of a backend.PartitionMaintainer: a
-// separate type, so that only such a backend's wrapper has the methods.
-type wrappedPartitions struct {
-	*wrapped
+// The optional interfaces the wrapper keeps: one type per combination, so
+// that a wrapper has exactly the methods of the backend it wraps.
+type (
+	wrappedIter struct {
+		*wrapped
+		iterMethods
+	}
+	wrappedPartitions struct {
+		*wrapped
+		partitionMethods
+	}
+	wrappedBoth struct {
+		*wrapped
+		iterMethods
+		partitionMethods
+	}
+)
+
+var (
+	_ backend.Backend              = (*wrapped)(nil)
+	_ backend.Describer            = (*wrapped)(nil)
+	_ backend.RefreshTokenIterator = wrappedIter{}
+	_ backend.PartitionMaintainer  = wrappedPartitions{}
+	_ backend.RefreshTokenIterator = wrappedBoth{}
+	_ backend.PartitionMaintainer  = wrappedBoth{}
+)
+
+// keepOptional returns w as the type that has b's optional interfaces.
+func keepOptional(w *wrapped, b backend.Backend) backend.Backend {
+	it, isIter := b.(backend.RefreshTokenIterator)
+	pm, isPM := b.(backend.PartitionMaintainer)
+	switch {
+	case isIter && isPM:
+		return wrappedBoth{w, iterMethods{w, it}, partitionMethods{w, pm}}
+	case isIter:
+		return wrappedIter{w, iterMethods{w, it}}
+	case isPM:
+		return wrappedPartitions{w, partitionMethods{w, pm}}
+	}
+	return w
+}
+
+// iterMethods instruments a backend.RefreshTokenIterator.
+type iterMethods struct {
+	w  *wrapped
+	it backend.RefreshTokenIterator
+}
+
+// RefreshTokens implements backend.RefreshTokenIterator: one span (and one
+// duration) for the whole listing, from its first page to the caller's
+// last token or break; an error yielded is the span's.
+func (m iterMethods) RefreshTokens(ctx context.Context, sub string) iter.Seq2[backend.RefreshToken, error] {
+	return func(yield func(backend.RefreshToken, error) bool) {
+		ctx, span, t0 := m.w.start(ctx, opRefreshTokens, nil)
+		var err error
+		for t, e := range m.it.RefreshTokens(ctx, sub) {
+			if e != nil {
+				err = e
+			}
+			if !yield(t, e) {
+				break
+			}
+		}
+		m.w.end(ctx, opRefreshTokens, span, t0, err, "")
+	}
+}
+
+// partitionMethods instruments a backend.PartitionMaintainer.
+type partitionMethods struct {
+	w  *wrapped
 	pm backend.PartitionMaintainer
 }
 
-var (
-	_ backend.Backend             = (*wrapped)(nil)
-	_ backend.Describer           = (*wrapped)(nil)
-	_ backend.PartitionMaintainer = (*wrappedPartitions)(nil)
-)
-
 // PlanRefreshTokenPartitions implements backend.PartitionMaintainer.
-func (w *wrappedPartitions) PlanRefreshTokenPartitions(ctx context.Context, retentionMonths, monthsAhead int) (backend.PartitionReport, error) {
-	ctx, span, t0 := w.start(ctx, opPlanRefreshTokenPartitions, nil)
-	rep, err := w.pm.PlanRefreshTokenPartitions(ctx, retentionMonths, monthsAhead)
-	w.end(ctx, opPlanRefreshTokenPartitions, span, t0, err, "")
+func (m partitionMethods) PlanRefreshTokenPartitions(ctx context.Context, retentionMonths, monthsAhead int) (backend.PartitionReport, error) {
+	ctx, span, t0 := m.w.start(ctx, opPlanRefreshTokenPartitions, nil)
+	rep, err := m.pm.PlanRefreshTokenPartitions(ctx, retentionMonths, monthsAhead)
+	m.w.end(ctx, opPlanRefreshTokenPartitions, span, t0, err, "")
 	return rep, err
 }
 
 // MaintainRefreshTokenPartitions implements backend.PartitionMaintainer
 // and counts the partitions added and dropped in authdb.partitions.changed.
-func (w *wrappedPartitions) MaintainRefreshTokenPartitions(ctx context.Context, retentionMonths, monthsAhead int) (backend.PartitionReport, error) {
-	ctx, span, t0 := w.start(ctx, opMaintainRefreshTokenPartitions, nil)
-	rep, err := w.pm.MaintainRefreshTokenPartitions(ctx, retentionMonths, monthsAhead)
+func (m partitionMethods) MaintainRefreshTokenPartitions(ctx context.Context, retentionMonths, monthsAhead int) (backend.PartitionReport, error) {
+	ctx, span, t0 := m.w.start(ctx, opMaintainRefreshTokenPartitions, nil)
+	rep, err := m.pm.MaintainRefreshTokenPartitions(ctx, retentionMonths, monthsAhead)
 	if n := len(rep.Added); n > 0 {
-		w.partitions.Add(ctx, int64(n), w.added)
+		m.w.partitions.Add(ctx, int64(n), m.w.added)
 	}
 	if n := len(rep.Dropped); n > 0 {
-		w.partitions.Add(ctx, int64(n), w.dropped)
+		m.w.partitions.Add(ctx, int64(n), m.w.dropped)
 	}
-	w.end(ctx, opMaintainRefreshTokenPartitions, span, t0, err, "")
+	m.w.end(ctx, opMaintainRefreshTokenPartitions, span, t0, err, "")
 	return rep, err
 }

@@ -10,8 +10,10 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
 	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/authdb/authdb/backend"
 )
@@ -126,6 +128,7 @@ type opInfo struct {
 	name      string
 	startOpts []trace.SpanStartOption
 	attrs     []attribute.KeyValue                // the span's and histogram's base attributes
+	ok        metric.RecordOption                 // histogram options of a success
 	record    map[string]metric.RecordOption      // histogram options by outcome (not "error")
 	counted   map[string]metric.MeasurementOption // rotations or redemptions options by outcome
 	retries   [3]metric.MeasurementOption         // by retry cause, in retryCauses order
@@ -140,6 +143,10 @@ type wrapped struct {
 	desc   backend.Description
 	tracer trace.Tracer
 	system attribute.KeyValue
+	// traceOff, metricsOff: the provider is the API's no-op one (given
+	// with WithTracerProvider, WithMeterProvider): the calls skip what
+	// would feed it (the span; the clock reads and measurements).
+	traceOff, metricsOff bool
 
 	duration    metric.Float64Histogram
 	reuse       metric.Int64Counter
@@ -158,8 +165,9 @@ type wrapped struct {
 }
 
 // Wrap returns b instrumented with OpenTelemetry (see the package
-// documentation). The wrapper forwards every call to b; it keeps
-// backend.PartitionMaintainer if b has it. b must not be nil. Instruments
+// documentation). The wrapper forwards every call to b; it has
+// backend.PartitionMaintainer and backend.RefreshTokenIterator exactly
+// when b has them. b must not be nil. Instruments
 // that the meter cannot create are replaced by no-ops and the error is
 // passed to otel.Handle.
 func Wrap(b backend.Backend, opts ...Option) backend.Backend {
@@ -173,14 +181,22 @@ func Wrap(b backend.Backend, opts ...Option) backend.Backend {
 	if d, ok := b.(backend.Describer); ok {
 		w.desc = d.Describe()
 	}
+	w.traceOff, w.metricsOff = isNoop(c.tp), isNoop(c.mp)
 	w.tracer = c.tp.Tracer(ScopeName, trace.WithSchemaURL(semconv.SchemaURL))
 	meter := c.mp.Meter(ScopeName, metric.WithSchemaURL(semconv.SchemaURL))
 	w.makeInstruments(meter)
 	w.makeOps()
-	if pm, ok := b.(backend.PartitionMaintainer); ok {
-		return &wrappedPartitions{wrapped: w, pm: pm}
+	return keepOptional(w, b)
+}
+
+// isNoop reports whether p is the API's no-op tracer or meter provider.
+// (The global providers are not: an SDK may be installed after Wrap.)
+func isNoop(p any) bool {
+	switch p.(type) {
+	case tracenoop.TracerProvider, *tracenoop.TracerProvider, metricnoop.MeterProvider, *metricnoop.MeterProvider:
+		return true
 	}
-	return w
+	return false
 }
 
 func (w *wrapped) makeInstruments(m metric.Meter) {
@@ -242,6 +258,7 @@ func (w *wrapped) makeOps() {
 		for _, o := range allOutcomes {
 			info.record[o] = set(append(append([]attribute.KeyValue{}, info.attrs...), OutcomeKey.String(o))...)
 		}
+		info.ok = info.record[outcomeOK]
 		if spec.flowKind != "" || id == opRotateRefreshToken {
 			info.counted = map[string]metric.MeasurementOption{}
 			for _, o := range append(allOutcomes, outcomeError) {
@@ -285,7 +302,7 @@ func (w *wrapped) observer(info *opInfo, reused *backend.ReuseEvent) *backend.Ob
 				opt = metric.WithAttributes(w.system, semconv.DBOperationName(info.name), RetryCauseKey.String(cause))
 			}
 			w.retries.Add(ctx, 1, opt)
-			if span := trace.SpanFromContext(ctx); span.IsRecording() {
+			if span := trace.SpanFromContext(ctx); !w.traceOff && span.IsRecording() {
 				span.AddEvent("authdb.retry", trace.WithAttributes(RetryCauseKey.String(cause)))
 			}
 		},
@@ -296,41 +313,68 @@ func (w *wrapped) observer(info *opInfo, reused *backend.ReuseEvent) *backend.Ob
 	return o
 }
 
-// start begins a call of operation id.
+// start begins a call of operation id: its span (nil when tracing is
+// off), its observer in ctx, and its start time (zero when metrics are
+// off). With both off it does nothing.
 func (w *wrapped) start(ctx context.Context, id op, obs *backend.Observer) (context.Context, trace.Span, time.Time) {
+	if w.traceOff && w.metricsOff {
+		return ctx, nil, time.Time{}
+	}
 	info := &w.ops[id]
 	if obs == nil {
 		obs = info.observer
 	}
-	ctx, span := w.tracer.Start(ctx, info.name, info.startOpts...)
-	return backend.ContextWithObserver(ctx, obs), span, time.Now()
+	var span trace.Span
+	if !w.traceOff {
+		ctx, span = w.tracer.Start(ctx, info.name, info.startOpts...)
+	}
+	ctx = backend.ContextWithObserver(ctx, obs)
+	if w.metricsOff {
+		return ctx, span, time.Time{}
+	}
+	return ctx, span, time.Now()
 }
+
+// recording reports whether span takes attributes and events.
+func recording(span trace.Span) bool { return span != nil && span.IsRecording() }
 
 // end finishes a call of operation id that returned err; outcome, when
 // not "", overrides the outcome of a successful call ("grace"). It returns
 // the outcome recorded.
 func (w *wrapped) end(ctx context.Context, id op, span trace.Span, t0 time.Time, err error, outcome string) string {
-	elapsed := time.Since(t0).Seconds()
+	if w.traceOff && w.metricsOff {
+		return ""
+	}
 	info := &w.ops[id]
 	o, errType := classify(err)
 	if err == nil && outcome != "" {
 		o = outcome
 	}
 	if errType == "" {
-		w.duration.Record(ctx, elapsed, info.record[o])
-		if span.IsRecording() {
+		if !w.metricsOff {
+			opt := info.ok
+			if o != outcomeOK {
+				opt = info.record[o]
+			}
+			w.duration.Record(ctx, time.Since(t0).Seconds(), opt)
+		}
+		if recording(span) {
 			span.SetAttributes(OutcomeKey.String(o))
 		}
 	} else {
 		kv := semconv.ErrorTypeKey.String(errType)
-		w.duration.Record(ctx, elapsed, metric.WithAttributeSet(attribute.NewSet(
-			append(append([]attribute.KeyValue{}, info.attrs...), OutcomeKey.String(o), kv)...)))
-		if span.IsRecording() {
+		if !w.metricsOff {
+			w.duration.Record(ctx, time.Since(t0).Seconds(), metric.WithAttributeSet(attribute.NewSet(
+				append(append([]attribute.KeyValue{}, info.attrs...), OutcomeKey.String(o), kv)...)))
+		}
+		if recording(span) {
 			span.SetAttributes(OutcomeKey.String(o), kv)
 			// The type, not the message: a message may name a user code.
 			span.SetStatus(codes.Error, errType)
 		}
 	}
-	span.End()
+	if span != nil {
+		span.End()
+	}
 	return o
 }

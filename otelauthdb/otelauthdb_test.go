@@ -340,6 +340,19 @@ func TestTelemetry(t *testing.T) {
 				t.Errorf("replay span events %v, want one authdb.refresh_token.reuse", ev)
 			}
 
+			// A streamed listing is one span.
+			n := 0
+			for _, err := range backend.RefreshTokens(ctx, b, "") {
+				if err != nil {
+					t.Fatal(err)
+				}
+				n++
+			}
+			if n != 2 {
+				t.Errorf("listing: %d tokens, want 2", n)
+			}
+			h.checkSpan(e, "RefreshTokens", "ok", "")
+
 			// Failures: bad input and a cancelled context are span errors.
 			if err := b.InsertRefreshToken(ctx, uuid.Nil, "alice", "openid"); !errors.Is(err, backend.ErrInvalidInput) {
 				t.Fatalf("nil jti: %v", err)
@@ -617,5 +630,34 @@ func deadlockVictim(t *testing.T, h *harness, sb *sqlbackend.Backend, ctx contex
 	case <-retried:
 	default:
 		t.Fatal("the deadlock was not reported as a retry")
+	}
+}
+
+// TestOptionalInterfaces: the wrapper has an optional interface exactly
+// when the wrapped backend has it.
+func TestOptionalInterfaces(t *testing.T) {
+	bare := struct{ backend.Backend }{memory.New()} // hides memory's optional interfaces
+	for _, c := range []struct {
+		name       string
+		b          backend.Backend
+		iter, part bool
+	}{
+		{"bare", bare, false, false},
+		{"memory", memory.New(), true, false},
+		{"sqlite", engines()[1].open(t), true, true},
+	} {
+		w := otelauthdb.Wrap(c.b)
+		_, iter := w.(backend.RefreshTokenIterator)
+		_, part := w.(backend.PartitionMaintainer)
+		if iter != c.iter || part != c.part {
+			t.Errorf("%s: iterator %v, partitions %v; want %v, %v", c.name, iter, part, c.iter, c.part)
+		}
+		if u := w.(interface{ Unwrap() backend.Backend }).Unwrap(); u != c.b {
+			t.Errorf("%s: Unwrap is not the wrapped backend", c.name)
+		}
+		if d := w.(backend.Describer).Describe(); c.name == "bare" && d.System != "other_sql" {
+			t.Errorf("bare: system %q, want other_sql", d.System)
+		}
+		w.Close()
 	}
 }

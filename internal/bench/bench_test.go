@@ -22,6 +22,7 @@ var (
 	flagBudget  = flag.Duration("budget", DefaultConfig.Budget, "timed time per implementation and operation")
 	flagNoCtx   = flag.Bool("nocancel", false, "calls get a context that never ends (MySQL: no kill-on-cancel path)")
 	flagMode    = flag.String("mode", "prepared", "baseline statements: prepared or plain")
+	flagOtel    = flag.String("otel", "", "TestBenchTable: otelauthdb's overhead instead: wrapped vs unwrapped authdb, with providers noop or sdk")
 )
 
 func mode(tb testing.TB) baseline.Mode {
@@ -68,12 +69,18 @@ func TestBenchTable(t *testing.T) {
 	ctx := context.Background()
 	var results []Result
 	for _, engine := range engines() {
-		env := NewEnv(t, engine, mode(t))
+		newEnv := func() *Env {
+			if *flagOtel != "" {
+				return NewOtelEnv(t, engine, *flagOtel)
+			}
+			return NewEnv(t, engine, mode(t))
+		}
+		env := newEnv()
 		for _, op := range selectedOps(t) {
 			if engine == Memory {
 				// A fresh store per operation: what the others left in it
 				// would only weigh on the garbage collector.
-				env = NewEnv(t, engine, mode(t))
+				env = newEnv()
 			}
 			start := time.Now()
 			r, err := Run(ctx, env, op, cfg)
@@ -88,7 +95,11 @@ func TestBenchTable(t *testing.T) {
 			fmt.Fprintf(os.Stderr, "%-8s %-45s %3d rounds x %5d calls%s (%.1fs)\n", engine, op.Name, r.Rounds, r.Batch, ratio, time.Since(start).Seconds())
 		}
 	}
-	fmt.Printf("\nbaseline statements: %s\n\n", mode(t))
+	if *flagOtel != "" {
+		fmt.Printf("\notelauthdb overhead, providers: %s (ratio: wrapped / unwrapped)\n\n", *flagOtel)
+	} else {
+		fmt.Printf("\nbaseline statements: %s\n\n", mode(t))
+	}
 	if err := WriteTable(os.Stdout, results); err != nil {
 		t.Fatal(err)
 	}

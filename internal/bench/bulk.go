@@ -129,15 +129,17 @@ func loadTokens(size int) func(ctx context.Context, e *Env) error {
 			}
 			add(i, "bulk-subject-"+strconv.Itoa(i/10), status)
 		}
-		if e.Admin == nil {
-			for _, r := range rows {
-				id := r[0].(uuid.UUID)
-				if err := e.Authdb.B.InsertRefreshToken(ctx, id, r[3].(string), scope); err != nil {
-					return err
-				}
-				if r[1] == "REVOKED" {
-					if err := e.Authdb.B.RevokeRefreshToken(ctx, id); err != nil {
+		if e.Admin == nil { // memory: each implementation has its own store
+			for _, im := range e.Impls() {
+				for _, r := range rows {
+					id := r[0].(uuid.UUID)
+					if err := im.B.InsertRefreshToken(ctx, id, r[3].(string), scope); err != nil {
 						return err
+					}
+					if r[1] == "REVOKED" {
+						if err := im.B.RevokeRefreshToken(ctx, id); err != nil {
+							return err
+						}
 					}
 				}
 			}

@@ -292,10 +292,15 @@ func Run(ctx context.Context, e *Env, op Op, cfg Config) (Result, error) {
 }
 
 // WriteTable prints results as one Markdown table: operation, engine,
-// authdb µs/op, baseline µs/op, ratio, round trips (authdb/baseline), with
+// authdb µs/op, baseline µs/op (the implementations' names: wrapped and
+// unwrapped for NewOtelEnv), ratio, round trips (authdb/baseline), with
 // failed calls, if any, noted after the operation.
 func WriteTable(w io.Writer, results []Result) error {
-	rows := [][]string{{"operation", "engine", "authdb µs/op", "baseline µs/op", "ratio", "round trips"}}
+	first, second := "authdb", "baseline"
+	if len(results) > 0 && len(results[0].Impls) == 2 {
+		first, second = results[0].Impls[0].Name, results[0].Impls[1].Name
+	}
+	rows := [][]string{{"operation", "engine", first + " µs/op", second + " µs/op", "ratio", "round trips"}}
 	for _, r := range results {
 		a := r.Impls[0]
 		base, ratio, rt := "-", "-", "-"
