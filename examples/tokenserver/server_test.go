@@ -62,11 +62,16 @@ var backends = []struct {
 
 // forEachBackend runs test on every backend, each subtest with a fresh server.
 func forEachBackend(t *testing.T, test func(t *testing.T, e *env)) {
+	forEachBackendWith(t, nil, test)
+}
+
+// forEachBackendWith is forEachBackend with edit applied to each server's Config.
+func forEachBackendWith(t *testing.T, edit func(*Config), test func(t *testing.T, e *env)) {
 	t.Parallel() // most time goes to creating the SQL databases and to poll intervals
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
-			t.Parallel() // the device-flow tests mostly wait for the poll interval
-			test(t, newEnv(t, b.url(t), nil))
+			t.Parallel()
+			test(t, newEnv(t, b.url(t), edit))
 		})
 	}
 }
