@@ -64,6 +64,10 @@ type Impl struct {
 	Count   *Counter // nil when the round trips of B cannot be counted
 	Clock   *Clock
 	Dialect string // "" for memory
+	// Shards, when set, are independent stores: goroutine w of a load run
+	// (RunLoad) calls Shards[w%len(Shards)] instead of B (the memory
+	// backend's ideal sharding: nothing shared between goroutines).
+	Shards []backend.Backend
 }
 
 // Env is one engine's database with authdb and the baseline on it, sharing

@@ -12,7 +12,8 @@ import (
 )
 
 // Server-side generation of big tables: the rows are made by the server
-// (PostgreSQL generate_series, MariaDB's SEQUENCE engine seq_<lo>_to_<hi>)
+// (PostgreSQL generate_series, MariaDB's SEQUENCE engine seq_<lo>_to_<hi>,
+// SQLite a recursive common table expression)
 // in chunks of GenChunk rows, one statement and transaction each, far
 // faster than sending them. Rows are numbered; row i's values are a
 // function of i, so that the benchmarks can compute the keys they read.
@@ -63,6 +64,12 @@ func (e *Env) GenTokens(ctx context.Context, ts TokenSet, from, to int64) error 
 				" SELECT CONCAT(LPAD(LOWER(HEX(?+seq*?)),12,'0'),'70008',LPAD(LOWER(HEX(seq)),15,'0')),"+
 				" IF(seq%%3=0,'REVOKED','CREATED'), ?, CONCAT(?, seq DIV 10) FROM seq_%d_to_%d", lo, hi-1)
 			args = []any{ts.BaseMs, ts.StepMs, scope, ts.SubPrefix}
+		case baseline.SQLite:
+			q = `WITH RECURSIVE s(i) AS (SELECT ? UNION ALL SELECT i+1 FROM s WHERE i < ?)
+				INSERT INTO "RefreshTokens" ("JTI","Status","Scope","Sub")
+				SELECT printf('%012x', ? + i*?) || '70008' || printf('%015x', i),
+					CASE WHEN i%3=0 THEN 'REVOKED' ELSE 'CREATED' END, ?, ? || (i/10) FROM s`
+			args = []any{lo, hi - 1, ts.BaseMs, ts.StepMs, scope, ts.SubPrefix}
 		default:
 			return fmt.Errorf("bench: GenTokens on %s: unsupported", e.Engine)
 		}
@@ -101,11 +108,27 @@ func (e *Env) GenExpiredFlows(ctx context.Context, created time.Time, first, n i
 				"INSERT INTO `AuthorizationFlows` (`UUID`,`Status`,`ClientID`,`CreationTime`,`Scope`,`CodeChallenge`,`CodeChallengeMethod`,`RedirectURI`)" +
 					" SELECT MD5(CONCAT('a',seq)), 'PENDING', ?, ? + INTERVAL (seq%86400) SECOND, ?, 'c', 'S256', 'https://app.example.org/cb' FROM " + seq,
 			}
+		case baseline.SQLite:
+			seq := `WITH RECURSIVE s(i) AS (SELECT ? UNION ALL SELECT i+1 FROM s WHERE i < ?) `
+			qs = []string{
+				seq + `INSERT INTO "DeviceFlows" ("UserCode","Status","CreationTime","ClientID","Scope","DeviceCode")
+				SELECT 'Y'||printf('%07d', i), 'PENDING', datetime(?, '+'||(i%86400)||' seconds'), ?, ?, printf('%064x', i) FROM s`,
+				seq + `INSERT INTO "AuthorizationFlows" ("UUID","Status","ClientID","CreationTime","Scope","CodeChallenge","CodeChallengeMethod","RedirectURI")
+				SELECT printf('%032x', i), 'PENDING', ?, datetime(?, '+'||(i%86400)||' seconds'), ?, 'c', 'S256', 'https://app.example.org/cb' FROM s`,
+			}
 		default:
 			return fmt.Errorf("bench: GenExpiredFlows on %s: unsupported", e.Engine)
 		}
 		for k, q := range qs {
 			a := args
+			if e.Dialect == baseline.SQLite {
+				at := created.Format("2006-01-02 15:04:05")
+				if k == 0 {
+					a = []any{lo, hi - 1, at, clientID, scope}
+				} else {
+					a = []any{lo, hi - 1, clientID, at, scope}
+				}
+			}
 			if e.Dialect == baseline.MySQL {
 				if k == 0 {
 					a = []any{created, clientID, scope}

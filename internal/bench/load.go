@@ -140,11 +140,17 @@ func RunLoad(ctx context.Context, im *Impl, plan LoadPlan) (LoadStats, error) {
 	g := plan.Goroutines
 	heads := make([]uuid.UUID, g)
 	subs := make([]string, g)
+	store := func(w int) backend.Backend {
+		if len(im.Shards) > 0 {
+			return im.Shards[w%len(im.Shards)]
+		}
+		return im.B
+	}
 	for i := range g {
 		subs[i] = newSubject()
 		if plan.Kind == LoadRotate {
 			heads[i] = newJTI()
-			if err := im.B.InsertRefreshToken(ctx, heads[i], subs[i], scope); err != nil {
+			if err := store(i).InsertRefreshToken(ctx, heads[i], subs[i], scope); err != nil {
 				return LoadStats{}, fmt.Errorf("load %s: first token: %w", plan.Kind, err)
 			}
 		}
@@ -168,6 +174,7 @@ func RunLoad(ctx context.Context, im *Impl, plan LoadPlan) (LoadStats, error) {
 		wg.Go(func() {
 			l := &locals[w]
 			l.lat = make([]time.Duration, 0, 1024)
+			b := store(w)
 			head := heads[w]
 			for {
 				t0 := time.Now()
@@ -179,20 +186,20 @@ func RunLoad(ctx context.Context, im *Impl, plan LoadPlan) (LoadStats, error) {
 				case LoadRotate:
 					nj := newJTI()
 					t0 = time.Now()
-					if _, err = im.B.RotateRefreshToken(ctx, head, nj); err == nil {
+					if _, err = b.RotateRefreshToken(ctx, head, nj); err == nil {
 						head = nj
 					}
 				case LoadInsert:
 					nj := newJTI()
 					t0 = time.Now()
-					err = im.B.InsertRefreshToken(ctx, nj, subs[w], scope)
+					err = b.InsertRefreshToken(ctx, nj, subs[w], scope)
 				case LoadConsume:
 					i := int(next.Add(1)) - 1
 					if i >= len(plan.Codes) {
 						return
 					}
 					t0 = time.Now()
-					_, err = im.B.ConsumeDeviceFlow(ctx, plan.Codes[i], Validity)
+					_, err = b.ConsumeDeviceFlow(ctx, plan.Codes[i], Validity)
 				}
 				took := time.Since(t0)
 				l.lat = append(l.lat, took)
@@ -207,7 +214,7 @@ func RunLoad(ctx context.Context, im *Impl, plan LoadPlan) (LoadStats, error) {
 					if plan.Kind == LoadRotate {
 						// The chain is broken: start a new one.
 						head = newJTI()
-						if err := im.B.InsertRefreshToken(ctx, head, subs[w], scope); err != nil {
+						if err := b.InsertRefreshToken(ctx, head, subs[w], scope); err != nil {
 							return
 						}
 					}

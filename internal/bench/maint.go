@@ -35,17 +35,23 @@ type MaintJob struct {
 	Name, Setting string
 	// Run does the job and returns the rows it deleted.
 	Run func(ctx context.Context) (int64, error)
+	// Slice, if set, runs the job in windows of Slice (see above).
+	Slice time.Duration
 }
+
+// Interval is a span of a run, since its start.
+type Interval struct{ From, To time.Duration }
 
 // MaintResult is one maintenance run.
 type MaintResult struct {
 	Engine, Job, Setting string
 	Rows                 int64
-	JobStart, JobTime    time.Duration // since the run's start
+	JobStart, JobTime    time.Duration // since the run's start; JobTime: the busy windows' sum
+	Busy                 []Interval    // when the job ran
 	Samples              []Sample
 	Failed               int
 	FirstErr             error
-	Quiet, Busy          map[LoadKind][]time.Duration // sorted latencies
+	Quiet, During        map[LoadKind][]time.Duration // sorted latencies
 	Server               Counters
 	Waits                []WaitShare
 }
@@ -56,14 +62,14 @@ func (r MaintResult) P99Ratio(kind LoadKind) float64 {
 	if q == 0 {
 		return 0
 	}
-	return float64(Pct(r.Busy[kind], 0.99)) / float64(q)
+	return float64(Pct(r.During[kind], 0.99)) / float64(q)
 }
 
 // RunMaintenance runs job under the foreground load on e's authdb.
 func RunMaintenance(ctx context.Context, e *Env, job MaintJob, quiet time.Duration) (MaintResult, error) {
 	im := e.Authdb
 	res := MaintResult{Engine: e.Engine, Job: job.Name, Setting: job.Setting,
-		Quiet: map[LoadKind][]time.Duration{}, Busy: map[LoadKind][]time.Duration{}}
+		Quiet: map[LoadKind][]time.Duration{}, During: map[LoadKind][]time.Duration{}}
 	stop := make(chan struct{})
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -157,8 +163,25 @@ func RunMaintenance(ctx context.Context, e *Env, job MaintJob, quiet time.Durati
 		time.Sleep(MaintWarmup + quiet)
 		sampler := e.StartSampler(ctx)
 		res.JobStart = time.Since(start)
-		res.Rows, jobErr = job.Run(ctx)
-		res.JobTime = time.Since(start) - res.JobStart
+		for {
+			from := time.Since(start)
+			jctx, cancel := ctx, context.CancelFunc(func() {})
+			if job.Slice > 0 {
+				jctx, cancel = context.WithTimeout(ctx, job.Slice)
+			}
+			n, err := job.Run(jctx)
+			windowEnded := jctx.Err() != nil && ctx.Err() == nil
+			cancel()
+			to := time.Since(start)
+			res.Busy = append(res.Busy, Interval{from, to})
+			res.JobTime += to - from
+			res.Rows += n
+			if err == nil || !windowEnded {
+				jobErr = err
+				break
+			}
+			time.Sleep(job.Slice / 2)
+		}
 		res.Server, res.Waits, _, _ = sampler.Stop(ctx)
 	}()
 	if jobErr != nil {
@@ -167,18 +190,27 @@ func RunMaintenance(ctx context.Context, e *Env, job MaintJob, quiet time.Durati
 	slices.SortFunc(res.Samples, func(a, b Sample) int { return int(a.At - b.At) })
 	res.Samples = slices.DeleteFunc(res.Samples, func(s Sample) bool { return s.At < MaintWarmup })
 	for _, s := range res.Samples {
-		if s.At >= res.JobStart && s.At < res.JobStart+res.JobTime {
-			res.Busy[s.Kind] = append(res.Busy[s.Kind], s.Took)
+		if res.busyAt(s.At) {
+			res.During[s.Kind] = append(res.During[s.Kind], s.Took)
 		} else {
 			res.Quiet[s.Kind] = append(res.Quiet[s.Kind], s.Took)
 		}
 	}
-	for _, m := range []map[LoadKind][]time.Duration{res.Quiet, res.Busy} {
+	for _, m := range []map[LoadKind][]time.Duration{res.Quiet, res.During} {
 		for _, v := range m {
 			slices.Sort(v)
 		}
 	}
 	return res, nil
+}
+
+func (r MaintResult) busyAt(at time.Duration) bool {
+	for _, iv := range r.Busy {
+		if at >= iv.From && at < iv.To {
+			return true
+		}
+	}
+	return false
 }
 
 // Timeline returns, per window of w since the run's start, the p99 of the

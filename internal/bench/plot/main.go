@@ -6,7 +6,7 @@
 // It writes throughput-ENGINE.png (operations per second by goroutines,
 // authdb solid, the baseline dashed) from curve.csv, and
 // cleanup-ENGINE-JOB.png (p99 per 250 ms window over time, the job's
-// run shaded) from timeline.csv, for the first setting of each job. Only
+// windows shaded) from timeline.csv, for the first setting of each job. Only
 // the standard library is used: the text is drawn with a built-in 3x5
 // pixel font.
 package main
@@ -145,14 +145,18 @@ func timelines(rows []map[string]string, dir string) error {
 		}
 	}
 	for _, k := range keys {
-		p := newPlot(fmt.Sprintf("%s: p99 per 250 ms, %s job (%s) shaded", k.engine, k.job, setting[k]), "seconds", "p99 ms")
+		p := newPlot(fmt.Sprintf("%s: p99 per 250 ms, %s job (%s) running when shaded", k.engine, k.job, setting[k]), "seconds", "p99 ms")
 		var ops []string
 		for _, r := range rows {
 			if r["engine"] == k.engine && r["job"] == k.job && r["setting"] == setting[k] {
 				if !slices.Contains(ops, r["op"]) {
 					ops = append(ops, r["op"])
 				}
-				p.shade = [2]float64{num(r["job_start_ms"]) / 1000, num(r["job_end_ms"]) / 1000}
+				p.shade = nil
+				for _, iv := range strings.Fields(r["busy_ms"]) {
+					a, b, _ := strings.Cut(iv, "-")
+					p.shade = append(p.shade, [2]float64{num(a) / 1000, num(b) / 1000})
+				}
 			}
 		}
 		for i, op := range ops {
@@ -192,7 +196,7 @@ type plot struct {
 	series                []series
 	xticks                []tick // nil: computed
 	xmin, xmax            float64
-	shade                 [2]float64
+	shade                 [][2]float64 // spans shaded
 }
 
 func newPlot(title, xlabel, ylabel string) *plot {
@@ -240,8 +244,10 @@ func (p *plot) save(path string) error {
 	py := func(y float64) int { return top + plotH - int(y/ymax*plotH) }
 	grid := color.RGBA{225, 225, 225, 255}
 	black := color.RGBA{0, 0, 0, 255}
-	if p.shade[1] > p.shade[0] {
-		fill(img, image.Rect(max(px(p.shade[0]), left), top, min(px(p.shade[1]), left+plotW), top+plotH), color.RGBA{255, 240, 190, 255})
+	for _, sh := range p.shade {
+		if sh[1] > sh[0] {
+			fill(img, image.Rect(max(px(sh[0]), left), top, min(px(sh[1]), left+plotW), top+plotH), color.RGBA{255, 240, 190, 255})
+		}
 	}
 	for y := 0.0; y <= ymax+ystep/2; y += ystep {
 		line(img, left, py(y), left+plotW, py(y), grid, false)
