@@ -92,13 +92,18 @@ func WithRotationGrace(d time.Duration) Option { return func(o *Options) { o.Rot
 func WithFamilyLifetime(d time.Duration) Option { return func(o *Options) { o.FamilyLifetime = d } }
 
 // DefaultCleanupBatchSize is the number of rows one clean-up statement
-// deletes at most unless WithCleanupBatchSize says otherwise.
-const DefaultCleanupBatchSize = 10000
+// deletes at most unless WithCleanupBatchSize says otherwise. With
+// DefaultCleanupPause it keeps the foreground's p99 within 2x of a quiet
+// database's while a clean-up of a million rows runs (docs/scale.md); a
+// batch of 10,000 took SQLite's write lock, and the WAL flush on
+// PostgreSQL, for long enough to double it.
+const DefaultCleanupBatchSize = 2000
 
 // DefaultCleanupPause is how long a SQL clean-up waits between two batches
-// unless WithCleanupPause says otherwise (docs/benchmarks.md, "Latency
-// under maintenance", has the measurements behind it).
-const DefaultCleanupPause = 0 * time.Millisecond
+// unless WithCleanupPause says otherwise (docs/scale.md, "Latency under
+// maintenance", has the measurements behind it): 500 batches, a million
+// rows, wait 10 s in all.
+const DefaultCleanupPause = 20 * time.Millisecond
 
 // DefaultListPageSize is the number of tokens one page of a streamed listing
 // reads unless WithListPageSize says otherwise.

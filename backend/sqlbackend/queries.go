@@ -21,7 +21,8 @@ const (
 // engine (`backquotes` on MySQL, $n on PostgreSQL).
 //
 // Liveness is "CreationTime" >= ?, the first whole second after
-// now-maxValidity (see liveSince); clean-up is "CreationTime" < ?.
+// now-maxValidity (see liveSince); clean-up is "CreationTime" < ? (and
+// >= the batch's lower bound, see cleanup.go).
 type queries struct {
 	insertDevice        string // PG, SQLite: ON CONFLICT DO NOTHING; MySQL: plain (1062 = collision)
 	validateUserCode    string
@@ -46,9 +47,12 @@ type queries struct {
 	rotate         string // PG: one CTE; SQLite: UPDATE ... RETURNING in a transaction; MySQL: conditional UPDATE
 	rotateInsert   string // SQLite, MySQL: the INSERT of the new token
 	getTokenForRot string // the failure path's (and MySQL's first) read
-	cleanDevices   string
+	cleanDevices   string // the clean-ups: (lower bound, bound, limit), see cleanup.go
 	cleanAuths     string
 	cleanTokens    string
+	nthDevice      string // the clean-ups' keyset: the batch's last key (lower bound, bound, offset)
+	nthAuth        string
+	nthToken       string
 
 	// The read-backs of writes whose reply was lost (outcome.go).
 	deviceByUserCode string
@@ -65,6 +69,7 @@ func (q *queries) fields() []*string {
 		&q.insertAuth, &q.authInsertIDToken, &q.authRedirectURI, &q.getAuth, &q.updateAuthStatus, &q.consumeAuth,
 		&q.insertToken, &q.getToken, &q.listTokens, &q.listAllTokens, &q.revokeToken, &q.revokeUser,
 		&q.rotate, &q.rotateInsert, &q.getTokenForRot, &q.cleanDevices, &q.cleanAuths, &q.cleanTokens,
+		&q.nthDevice, &q.nthAuth, &q.nthToken,
 		&q.deviceByUserCode, &q.deviceStatus, &q.authByID, &q.authStatus,
 	}
 }
@@ -114,15 +119,18 @@ func buildQueries(d string, mariaDB bool) *queries {
 			// scope and returns them, one statement fewer than MySQL's read.
 			q.rotateInsert = `INSERT INTO "RefreshTokens" ("JTI","Status","Scope","Sub") SELECT ?,'CREATED',"Scope","Sub" FROM "RefreshTokens" WHERE "JTI"=? RETURNING "Scope","Sub"`
 		}
-		q.cleanDevices = `DELETE FROM "DeviceFlows" WHERE "CreationTime"<? ORDER BY "CreationTime","UserCode" LIMIT ?`
-		q.cleanAuths = `DELETE FROM "AuthorizationFlows" WHERE "CreationTime"<? ORDER BY "CreationTime","UUID" LIMIT ?`
-		q.cleanTokens = `DELETE FROM "RefreshTokens" WHERE "JTI"<? ORDER BY "JTI" LIMIT ?`
+		q.cleanDevices = `DELETE FROM "DeviceFlows" WHERE "CreationTime">=? AND "CreationTime"<? ORDER BY "CreationTime","UserCode" LIMIT ?`
+		q.cleanAuths = `DELETE FROM "AuthorizationFlows" WHERE "CreationTime">=? AND "CreationTime"<? ORDER BY "CreationTime","UUID" LIMIT ?`
+		q.cleanTokens = `DELETE FROM "RefreshTokens" WHERE "JTI">=? AND "JTI"<? ORDER BY "JTI" LIMIT ?`
 	default:
 		q.insertDevice += ` ON CONFLICT ("UserCode") DO NOTHING`
-		q.cleanDevices = `DELETE FROM "DeviceFlows" WHERE "UserCode" IN (SELECT "UserCode" FROM "DeviceFlows" WHERE "CreationTime"<? LIMIT ?)`
-		q.cleanAuths = `DELETE FROM "AuthorizationFlows" WHERE "UUID" IN (SELECT "UUID" FROM "AuthorizationFlows" WHERE "CreationTime"<? LIMIT ?)`
-		q.cleanTokens = `DELETE FROM "RefreshTokens" WHERE "JTI" IN (SELECT "JTI" FROM "RefreshTokens" WHERE "JTI"<? ORDER BY "JTI" LIMIT ?)`
+		q.cleanDevices = `DELETE FROM "DeviceFlows" WHERE "UserCode" IN (SELECT "UserCode" FROM "DeviceFlows" WHERE "CreationTime">=? AND "CreationTime"<? ORDER BY "CreationTime" LIMIT ?)`
+		q.cleanAuths = `DELETE FROM "AuthorizationFlows" WHERE "UUID" IN (SELECT "UUID" FROM "AuthorizationFlows" WHERE "CreationTime">=? AND "CreationTime"<? ORDER BY "CreationTime" LIMIT ?)`
+		q.cleanTokens = `DELETE FROM "RefreshTokens" WHERE "JTI" IN (SELECT "JTI" FROM "RefreshTokens" WHERE "JTI">=? AND "JTI"<? ORDER BY "JTI" LIMIT ?)`
 	}
+	q.nthDevice = `SELECT "CreationTime" FROM "DeviceFlows" WHERE "CreationTime">=? AND "CreationTime"<? ORDER BY "CreationTime" LIMIT 1 OFFSET ?`
+	q.nthAuth = `SELECT "CreationTime" FROM "AuthorizationFlows" WHERE "CreationTime">=? AND "CreationTime"<? ORDER BY "CreationTime" LIMIT 1 OFFSET ?`
+	q.nthToken = `SELECT "JTI" FROM "RefreshTokens" WHERE "JTI">=? AND "JTI"<? ORDER BY "JTI" LIMIT 1 OFFSET ?`
 	switch d {
 	case dialect.SQLite:
 		q.consumeDevice += ` RETURNING ` + deviceCols

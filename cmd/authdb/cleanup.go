@@ -16,13 +16,14 @@ import (
 )
 
 const cleanupUsage = `Usage: authdb [--db URL] cleanup [--device-retention DUR] [--authorization-retention DUR]
-                                 [--refresh-retention DUR] [--batch-size N]
+                                 [--refresh-retention DUR] [--batch-size N] [--pause DUR]
 
 Deletes device flows and authorization flows created more than the given
 retention ago, whatever their status, and, when --refresh-retention is given,
 refresh tokens whose JTI (a UUIDv7) was made more than that long ago, revoked
 or not. Prints how many rows each step deleted. SQL backends delete in batches
-of --batch-size rows, so no statement holds locks for long. Durations are Go
+of --batch-size rows, waiting --pause between two, so that no statement holds
+locks for long and other clients keep their latency. Durations are Go
 durations (90s, 45m, 36h) or whole days (30d). A retention of 0 skips the step.
 
 Refresh tokens on a partitioned MySQL/MariaDB table: first, every monthly
@@ -127,6 +128,8 @@ func runCleanup(ctx context.Context, a *app, args []string) error {
 	fs.Var(durationFlag{&refreshRet}, "refresh-retention",
 		"delete refresh tokens older than this `duration` (0 keeps them); must outlive the longest refresh-token lifetime")
 	batch := fs.Int("batch-size", backend.DefaultCleanupBatchSize, "delete at most this many `rows` per statement (SQL backends)")
+	pause := backend.DefaultCleanupPause
+	fs.Var(durationFlag{&pause}, "pause", "wait this `duration` between two batches (SQL backends), leaving the database to other clients")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -136,7 +139,7 @@ func runCleanup(ctx context.Context, a *app, args []string) error {
 
 	p := &progress{w: a.stderr, on: isTerminal(a.stderr)}
 	b, err := a.open(ctx, backend.WithoutMigration(), backend.WithCleanupBatchSize(*batch),
-		backend.WithCleanupProgress(p.report))
+		backend.WithCleanupPause(pause), backend.WithCleanupProgress(p.report))
 	if err != nil {
 		return err
 	}

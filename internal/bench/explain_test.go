@@ -45,8 +45,8 @@ func explainCases() []explainCase {
 				return err
 			},
 			want: map[string]string{
-				baseline.SQLite:   `SEARCH RefreshTokens USING (COVERING )?INDEX sqlite_autoindex_RefreshTokens_1 \(JTI<\?\)`,
-				baseline.Postgres: `Index (Only )?Scan using "RefreshTokens_pkey" on "RefreshTokens"[^\n]*\n[^\n]*Index Cond: \("JTI" < `,
+				baseline.SQLite:   `SEARCH RefreshTokens USING (COVERING )?INDEX sqlite_autoindex_RefreshTokens_1 \(JTI(>\? AND JTI)?<\?\)`,
+				baseline.Postgres: `Index (Only )?Scan using "RefreshTokens_pkey" on "RefreshTokens"[^\n]*\n[^\n]*Index Cond: \((\("JTI" >= [^\n]*AND \()?"JTI" < `,
 				baseline.MySQL:    `RefreshTokens range PRIMARY`,
 			}},
 		{name: "CleanExpiredDeviceFlows (CreationTime index)", pick: "DELETE",
@@ -55,7 +55,7 @@ func explainCases() []explainCase {
 				return err
 			},
 			want: map[string]string{
-				baseline.SQLite:   `SEARCH DeviceFlows USING (COVERING )?INDEX ix_DeviceFlows_CreationTime \(CreationTime<\?\)`,
+				baseline.SQLite:   `SEARCH DeviceFlows USING (COVERING )?INDEX ix_DeviceFlows_CreationTime \(CreationTime(>\? AND CreationTime)?<\?\)`,
 				baseline.Postgres: `Index (Only )?Scan using "ix_DeviceFlows_CreationTime"`,
 				baseline.MySQL:    `DeviceFlows range ix_DeviceFlows_CreationTime`,
 			}},
@@ -65,7 +65,7 @@ func explainCases() []explainCase {
 				return err
 			},
 			want: map[string]string{
-				baseline.SQLite:   `SEARCH AuthorizationFlows USING (COVERING )?INDEX ix_AuthorizationFlows_CreationTime \(CreationTime<\?\)`,
+				baseline.SQLite:   `SEARCH AuthorizationFlows USING (COVERING )?INDEX ix_AuthorizationFlows_CreationTime \(CreationTime(>\? AND CreationTime)?<\?\)`,
 				baseline.Postgres: `Index (Only )?Scan using "ix_AuthorizationFlows_CreationTime"`,
 				baseline.MySQL:    `AuthorizationFlows range ix_AuthorizationFlows_CreationTime`,
 			}},
