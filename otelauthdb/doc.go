@@ -46,10 +46,11 @@
 //     authdb.retry.cause ("conflict", "busy", "connection_lost") and
 //     db.operation.name.
 //   - authdb.cleanup.deleted: rows deleted by the CleanExpired* calls, by
-//     authdb.table.
+//     authdb.table (a successful call that deleted nothing adds 0, so the
+//     series shows that clean-up ran).
 //   - authdb.partitions.changed: monthly partitions added or dropped by
 //     MaintainRefreshTokenPartitions, by authdb.partition.change
-//     ("added", "dropped").
+//     ("added", "dropped"; 0 likewise).
 //
 // Every counter also carries db.system.name. Retries and the reuse scope are
 // known only inside the backend: the wrapper puts a backend.Observer in

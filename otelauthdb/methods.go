@@ -219,7 +219,7 @@ func (w *wrapped) CleanExpiredDeviceFlows(ctx context.Context, maxRetention time
 	ctx, span, t0 := w.start(ctx, opCleanExpiredDeviceFlows, nil)
 	n, err = w.b.CleanExpiredDeviceFlows(ctx, maxRetention)
 	w.end(ctx, opCleanExpiredDeviceFlows, span, t0, err, "")
-	if n > 0 {
+	if err == nil || n > 0 { // a 0 says a clean-up ran
 		w.deleted.Add(ctx, n, w.tables[opCleanExpiredDeviceFlows])
 	}
 	return
@@ -230,7 +230,7 @@ func (w *wrapped) CleanExpiredAuthorizationFlows(ctx context.Context, maxRetenti
 	ctx, span, t0 := w.start(ctx, opCleanExpiredAuthorizationFlows, nil)
 	n, err = w.b.CleanExpiredAuthorizationFlows(ctx, maxRetention)
 	w.end(ctx, opCleanExpiredAuthorizationFlows, span, t0, err, "")
-	if n > 0 {
+	if err == nil || n > 0 { // a 0 says a clean-up ran
 		w.deleted.Add(ctx, n, w.tables[opCleanExpiredAuthorizationFlows])
 	}
 	return
@@ -241,7 +241,7 @@ func (w *wrapped) CleanExpiredRefreshTokens(ctx context.Context, maxRetention ti
 	ctx, span, t0 := w.start(ctx, opCleanExpiredRefreshTokens, nil)
 	n, err = w.b.CleanExpiredRefreshTokens(ctx, maxRetention)
 	w.end(ctx, opCleanExpiredRefreshTokens, span, t0, err, "")
-	if n > 0 {
+	if err == nil || n > 0 { // a 0 says a clean-up ran
 		w.deleted.Add(ctx, n, w.tables[opCleanExpiredRefreshTokens])
 	}
 	return
@@ -381,10 +381,10 @@ func (m partitionMethods) PlanRefreshTokenPartitions(ctx context.Context, retent
 func (m partitionMethods) MaintainRefreshTokenPartitions(ctx context.Context, retentionMonths, monthsAhead int) (backend.PartitionReport, error) {
 	ctx, span, t0 := m.w.start(ctx, opMaintainRefreshTokenPartitions, nil)
 	rep, err := m.pm.MaintainRefreshTokenPartitions(ctx, retentionMonths, monthsAhead)
-	if n := len(rep.Added); n > 0 {
+	if n := len(rep.Added); err == nil || n > 0 { // a 0 says maintenance ran
 		m.w.partitions.Add(ctx, int64(n), m.w.added)
 	}
-	if n := len(rep.Dropped); n > 0 {
+	if n := len(rep.Dropped); err == nil || n > 0 {
 		m.w.partitions.Add(ctx, int64(n), m.w.dropped)
 	}
 	m.w.end(ctx, opMaintainRefreshTokenPartitions, span, t0, err, "")

@@ -121,7 +121,8 @@ func parseRetention(s string) (time.Duration, error) {
 }
 
 func runCleanup(ctx context.Context, a *app, args []string) error {
-	fs := a.newFlagSet("cleanup", cleanupUsage)
+	fs := a.newFlagSet("cleanup", cleanupUsage+otlpUsage)
+	otlp := otlpFlag(fs)
 	deviceRet, authRet, refreshRet := time.Hour, time.Hour, time.Duration(0)
 	fs.Var(durationFlag{&deviceRet}, "device-retention", "delete device flows older than this `duration` (0 skips)")
 	fs.Var(durationFlag{&authRet}, "authorization-retention", "delete authorization flows older than this `duration` (0 skips)")
@@ -144,6 +145,12 @@ func runCleanup(ctx context.Context, a *app, args []string) error {
 		return err
 	}
 	defer b.Close()
+	tel, err := startTelemetry(ctx, *otlp)
+	if err != nil {
+		return err
+	}
+	defer tel.shutdown(a)
+	b = tel.wrap(b)
 	where := target(a.dbURL)
 	w := a.stdout
 	fmt.Fprintf(w, "cleanup on %s:\n", where)

@@ -43,7 +43,8 @@ the memory store) it says so and exits with status 2; there, use
 `
 
 func runPartitions(ctx context.Context, a *app, args []string) error {
-	fs := a.newFlagSet("partitions", partitionsUsage)
+	fs := a.newFlagSet("partitions", partitionsUsage+otlpUsage)
+	otlp := otlpFlag(fs)
 	retention := fs.Int("retention-months", defaultRetentionMonths,
 		"drop partitions whose tokens are all older than this many `months`; must outlive the longest refresh-token lifetime")
 	ahead := fs.Int("months-ahead", defaultMonthsAhead, "keep monthly partitions up to this many `months` ahead")
@@ -57,11 +58,17 @@ func runPartitions(ctx context.Context, a *app, args []string) error {
 	if *ahead < 0 {
 		return usageErrorf("--months-ahead must not be negative, got %d", *ahead)
 	}
-	b, err := a.open(ctx, backend.WithoutMigration())
+	raw, err := a.open(ctx, backend.WithoutMigration())
 	if err != nil {
 		return err
 	}
-	defer b.Close()
+	defer raw.Close()
+	tel, err := startTelemetry(ctx, *otlp)
+	if err != nil {
+		return err
+	}
+	defer tel.shutdown(a)
+	b := tel.wrap(raw)
 	where := target(a.dbURL)
 
 	pm, ok := b.(backend.PartitionMaintainer)
@@ -70,7 +77,7 @@ func runPartitions(ctx context.Context, a *app, args []string) error {
 	}
 	plan, err := pm.PlanRefreshTokenPartitions(ctx, *retention, *ahead)
 	if errors.Is(err, backend.ErrUnsupported) {
-		if s, ok := b.(sqlIntrospector); ok && s.Dialect() == "mysql" {
+		if s, ok := raw.(sqlIntrospector); ok && s.Dialect() == "mysql" {
 			// MySQL with an unpartitioned RefreshTokens: the error says how to partition it.
 			// MySQL with an unpartitioned RefreshTokens that holds rows
 			// (migrate partitions it while it is empty).
