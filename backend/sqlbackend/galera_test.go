@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,6 +37,7 @@ func TestGalera(t *testing.T) {
 	t.Run("Conformance", func(t *testing.T) { testGaleraConformance(t, g) })
 	t.Run("FirstOpenFromThreeProcesses", func(t *testing.T) { testGaleraFirstOpen(t, g) })
 	t.Run("MaintenanceFromThreeNodes", func(t *testing.T) { testGaleraMaintenance(t, g) })
+	t.Run("Latency", func(t *testing.T) { testGaleraLatency(t, g) })
 	t.Run("NodeOutsidePrimaryComponent", func(t *testing.T) { testGaleraNonPrimary(t, g) })
 }
 
@@ -577,4 +579,71 @@ func testGaleraNonPrimary(t *testing.T, g *testserver.Galera) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	t.Errorf("Ping after the cluster healed: %v", err)
+}
+
+// testGaleraLatency measures a rotation and a read by primary key, one
+// caller at a time, on one plain MariaDB server (a private one, with the
+// InnoDB settings of the cluster's nodes: innodb_flush_log_at_trx_commit=2,
+// no doublewrite) and on the cluster with each wsrep_sync_wait, interleaved in rounds so
+// that the machine's load falls on all alike. Logged for docs/clusters.md.
+func testGaleraLatency(t *testing.T, g *testserver.Galera) {
+	name := galeraDatabase(t, g)
+	type config struct {
+		label string
+		bs    []*sqlbackend.Backend // calls alternate over these
+	}
+	single := open(t, testserver.Shared(t, testserver.MariaDB, testserver.Config{}).NewDatabase(t))
+	configs := []config{{label: "one MariaDB server (no Galera)", bs: []*sqlbackend.Backend{single}}}
+	for _, sw := range []string{"0", "1", "3"} {
+		q := []string{"wsrep_sync_wait=" + sw}
+		label := "cluster, one node, wsrep_sync_wait=" + sw
+		if sw == "3" {
+			label += " (authdb's default)"
+		}
+		configs = append(configs, config{label: label, bs: []*sqlbackend.Backend{open(t, g.DatabaseURL(0, name, q...))}})
+	}
+	configs = append(configs, config{label: "cluster, each call on the next node, wsrep_sync_wait=3", bs: openNodes(t, g, name, nil)})
+	const rounds, perRound = 6, 40
+	rot := make([][]time.Duration, len(configs))
+	get := make([][]time.Duration, len(configs))
+	ctx := t.Context()
+	for range rounds {
+		for ci, c := range configs {
+			cur := uuid.Must(uuid.NewV7())
+			if err := c.bs[0].InsertRefreshToken(ctx, cur, "latency", "s"); err != nil {
+				t.Fatal(err)
+			}
+			for k := range perRound {
+				b := c.bs[k%len(c.bs)]
+				next := uuid.Must(uuid.NewV7())
+				begin := time.Now()
+				if _, err := b.RotateRefreshToken(ctx, cur, next); err != nil {
+					t.Fatalf("%s: rotate: %v", c.label, err)
+				}
+				rot[ci] = append(rot[ci], time.Since(begin))
+				cur = next
+				b = c.bs[(k+1)%len(c.bs)]
+				begin = time.Now()
+				if _, err := b.GetRefreshToken(ctx, cur); err != nil {
+					t.Fatalf("%s: get: %v", c.label, err)
+				}
+				get[ci] = append(get[ci], time.Since(begin))
+			}
+		}
+	}
+	base := median(rot[0])
+	for ci, c := range configs {
+		t.Logf("%-58s rotate median %7v p90 %7v (%.2fx one server)   get median %7v p90 %7v",
+			c.label, median(rot[ci]).Round(time.Microsecond), quantile(rot[ci], 0.9).Round(time.Microsecond),
+			float64(median(rot[ci]))/float64(base),
+			median(get[ci]).Round(time.Microsecond), quantile(get[ci], 0.9).Round(time.Microsecond))
+	}
+}
+
+func median(d []time.Duration) time.Duration { return quantile(d, 0.5) }
+
+func quantile(d []time.Duration, q float64) time.Duration {
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[int(q*float64(len(s)-1))]
 }

@@ -91,6 +91,7 @@ performance_schema=OFF
 innodb_buffer_pool_size=32M
 innodb_log_file_size=8M
 innodb_flush_log_at_trx_commit=2
+innodb_doublewrite=0
 binlog_format=ROW
 default_storage_engine=InnoDB
 innodb_autoinc_lock_mode=2
