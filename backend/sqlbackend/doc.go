@@ -39,13 +39,27 @@
 //   - PostgreSQL: sslmode, sslrootcert, sslcert, sslkey, sslsni,
 //     sslnegotiation, connect_timeout, application_name, search_path,
 //     target_session_attrs, binary_parameters (default yes: one round trip
-//     per statement with arguments instead of two).
+//     per statement with arguments instead of two). Several hosts, each
+//     with its own port (postgres://h1:5432,h2:5433/db), are tried in
+//     order; with several hosts target_session_attrs defaults to
+//     read-write, so that the primary is found (failover.go).
 //   - MySQL: tls (true, false, skip-verify, preferred), timeout (dial,
-//     default 10s), readTimeout, writeTimeout. The connection always uses
+//     default 10s), readTimeout, writeTimeout, wsrep_sync_wait (0-15: the
+//     session value on a Galera node, default DefaultGaleraSyncWait; see
+//     galera.go). The connection always uses
 //     parseTime with UTC, utf8mb4, client-side interpolated arguments (one
 //     round trip per statement) and found-rows counts.
+//   - PostgreSQL and MySQL: reconnect_budget (a Go duration, default
+//     DefaultReconnectBudget = 10s; 0 or negative: no waiting), as
+//     backend.WithReconnectBudget: how long a call waits, in all, for a
+//     connection the server refuses (a failover, a restart), never past
+//     its context.
 //
-// Open pings the database, so an unreachable server fails there.
+// Open pings the database, so an unreachable server fails there. Open on
+// a PostgreSQL server in recovery (a standby) fails, naming it. On a
+// Galera node Open sets wsrep_sync_wait on each connection, so that every
+// read is causal, and Ping fails while the node is outside the primary
+// component. See docs/clusters.md.
 //
 // # Schema
 //

@@ -38,4 +38,22 @@
 // reason, otherwise. With AUTHDB_TEST_PRIVATE_SERVERS=1 and
 // AUTHDB_TEST_REQUIRE_DBS=1, missing binaries or a server that does not
 // start fail the test instead of skipping it.
+//
+// Clusters (galera.go, standby.go; scripts/galera.sh, scripts/pg-standby.sh):
+// StartGalera starts a 3-node MariaDB Galera cluster (node 1 bootstraps,
+// the others join from a copy of its data; Freeze and Thaw send
+// SIGSTOP/SIGCONT to a node), StartStandby a PostgreSQL primary with a
+// synchronous streaming standby (KillPrimary, Promote). They run only when
+// AUTHDB_TEST_CLUSTERS=1 (.ci/run sets it); with AUTHDB_TEST_REQUIRE_DBS=1
+// a cluster that does not start fails the test. By hand:
+//
+//	internal/testserver/scripts/galera.sh start /tmp/g    # prints PORTS p1 p2 p3
+//	internal/testserver/scripts/galera.sh freeze /tmp/g 2
+//	internal/testserver/scripts/galera.sh stop /tmp/g
+//	internal/testserver/scripts/pg-standby.sh start /tmp/s  # prints PORTS primary standby
+//	internal/testserver/scripts/pg-standby.sh kill-primary /tmp/s
+//	internal/testserver/scripts/pg-standby.sh promote /tmp/s
+//
+// AUTHDB_TEST_GALERA_DIR=/tmp/g makes StartGalera use that running cluster
+// (and not stop it), for iterating on a test.
 package testserver
