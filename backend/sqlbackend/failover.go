@@ -51,7 +51,8 @@ const (
 )
 
 // parsePostgresHosts rewrites a multi-host URL's host list (u.Host
-// "h1:p1,h2:p2", IPv6 hosts in brackets, a host without a port on 5432)
+// "h1:p1,h2:p2", a host without a port on 5432; Go's URL parser refuses
+// bracketed IPv6 literals in such a list: use names)
 // into the host and port parameters lib/pq reads per host, and asks for a
 // read-write session when the URL does not set target_session_attrs. A
 // single host is left as it is.
