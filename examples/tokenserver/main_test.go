@@ -82,6 +82,8 @@ func TestParseIssuer(t *testing.T) {
 		"http://127.0.0.1:8080":     "http://127.0.0.1:8080",
 		"http://localhost:1":        "http://localhost:1",
 		"http://auth.example":       "",
+		"http://127.evil.example":   "",
+		"http://[::1]:8080":         "http://[::1]:8080",
 		"https://auth.example/path": "",
 		"https://auth.example?x=1":  "",
 		"auth.example":              "",
