@@ -207,6 +207,12 @@ func serve(o options, logger *slog.Logger) error {
 		return err
 	}
 	defer store.Close()
+	tel, err := newTelemetry(ctx, os.Getenv, nil) // /metrics, and a span per request (telemetry.go)
+	if err != nil {
+		return err
+	}
+	defer tel.shutdown(context.Background())
+	store = tel.store(store)
 	o.cfg.Store, o.cfg.Logger = store, logger
 	srv, err := New(o.cfg)
 	if err != nil {
@@ -219,7 +225,7 @@ func serve(o options, logger *slog.Logger) error {
 	// endpoint, say) are added to this mux.
 	mux := http.NewServeMux()
 	mux.Handle("/", srv)
-	hs := newHTTPServer(o.addr, mux)
+	hs := newHTTPServer(o.addr, tel.handler(srv, mux))
 	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {
 		return err
