@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"net"
 	"os"
@@ -102,10 +103,13 @@ func (ca *CA) Issue(t testing.TB, name string, hosts ...string) TLSFiles {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The serial keeps the files of two certificates issued for one name
+	// (tests running in parallel) apart.
+	base := fmt.Sprintf("%s-%d", name, serial)
 	f := TLSFiles{
 		CA:   ca.CAFile,
-		Cert: filepath.Join(ca.dir, name+".pem"),
-		Key:  filepath.Join(ca.dir, name+".key"),
+		Cert: filepath.Join(ca.dir, base+".pem"),
+		Key:  filepath.Join(ca.dir, base+".key"),
 	}
 	writePEM(t, f.Cert, "CERTIFICATE", der)
 	writePEM(t, f.Key, "PRIVATE KEY", pkcs8)
