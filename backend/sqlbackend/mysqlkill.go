@@ -44,11 +44,11 @@ func (c idConnector) Connect(ctx context.Context) (driver.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	query := "SELECT CONNECTION_ID()"
+	query := "SELECT CONNECTION_ID(), " + mysqlServer
 	if c.pg {
-		query = "SELECT pg_backend_pid()"
+		query = "SELECT pg_backend_pid(), " + pgServer
 	}
-	id, err := connectionID(ctx, dc, query)
+	id, server, err := connectionID(ctx, dc, query)
 	if err == nil && c.init != "" {
 		_, err = dc.(driver.ExecerContext).ExecContext(ctx, c.init, nil)
 	}
@@ -56,45 +56,66 @@ func (c idConnector) Connect(ctx context.Context) (driver.Conn, error) {
 		dc.Close()
 		return nil, err
 	}
-	return &idConn{conn: dc, id: id, pg: c.pg}, nil
+	return &idConn{conn: dc, id: id, server: server, pg: c.pg}, nil
 }
 
-func connectionID(ctx context.Context, dc driver.Conn, query string) (uint64, error) {
+// The server instance a session runs on, read with its id: a session id
+// names a session only on its server (and, for PostgreSQL, only until the
+// server restarts). Behind a load balancer, a multi-host URL after a
+// failover, or a Galera cluster's virtual address, the connection that
+// ends a session may reach another server, where the same id is someone
+// else's session: endSession then refuses.
+const (
+	mysqlServer = "CONCAT(@@hostname, ':', @@port)"
+	pgServer    = "CONCAT(inet_server_addr(), ':', inet_server_port(), '@', pg_postmaster_start_time())"
+)
+
+func connectionID(ctx context.Context, dc driver.Conn, query string) (uint64, string, error) {
 	q, ok := dc.(driver.QueryerContext)
 	if !ok {
-		return 0, errors.New("authdb: driver connection cannot query")
+		return 0, "", errors.New("authdb: driver connection cannot query")
 	}
 	rows, err := q.QueryContext(ctx, query, nil)
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	defer rows.Close()
-	v := make([]driver.Value, 1)
+	v := make([]driver.Value, len(rows.Columns()))
 	if err := rows.Next(v); err != nil {
 		if err == io.EOF {
 			err = errors.New("no row")
 		}
-		return 0, fmt.Errorf("authdb: read the session id: %w", err)
+		return 0, "", fmt.Errorf("authdb: read the session id: %w", err)
+	}
+	server := ""
+	if len(v) > 1 {
+		server = textValue(v[1])
 	}
 	switch x := v[0].(type) {
 	case int64:
-		return uint64(x), nil
+		return uint64(x), server, nil
 	case uint64:
-		return x, nil
+		return x, server, nil
 	case []byte:
-		return strconv.ParseUint(string(x), 10, 64)
+		id, err := strconv.ParseUint(string(x), 10, 64)
+		return id, server, err
 	}
-	return 0, fmt.Errorf("authdb: session id is a %T", v[0])
+	return 0, "", fmt.Errorf("authdb: session id is a %T", v[0])
 }
+
+// errOtherServer: endSession's connection reached another server than the
+// session's; the session was not ended.
+var errOtherServer = errors.New("authdb: the session's server is not the one reached now (a failover, a balancer): session not ended")
 
 // idConn is a driver connection with its server session id. It forwards
 // every interface database/sql uses (interpolated ExecContext/QueryContext
 // above all, or statements would be prepared: two round trips), and
 // reports each statement it sends (before, after: outcome.go).
 type idConn struct {
-	conn driver.Conn
-	id   uint64
-	pg   bool
+	conn   driver.Conn
+	id     uint64
+	server string // the session's server instance (mysqlServer, pgServer)
+	pg     bool
 	// lost: a sent statement lost the connection; last: the context of the
 	// last statement. A connection that lost a statement, or whose last
 	// statement's context ended (its reply may still be on the way), is
@@ -194,9 +215,10 @@ func (b *Backend) killOnCancel(ctx context.Context, fn func(q querier) error) er
 		return err
 	}
 	var id uint64
+	var server string
 	if err := conn.Raw(func(dc any) error {
 		if c, ok := dc.(*idConn); ok {
-			id = c.id
+			id, server = c.id, c.server
 		}
 		return nil
 	}); err != nil || id == 0 {
@@ -209,7 +231,7 @@ func (b *Backend) killOnCancel(ctx context.Context, fn func(q querier) error) er
 	killed := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
 		defer close(killed)
-		b.killQuery(id)
+		b.killQuery(id, server)
 	})
 	err = fn(conn)
 	switch {
@@ -222,7 +244,7 @@ func (b *Backend) killOnCancel(ctx context.Context, fn func(q querier) error) er
 		// The driver saw the context end and gave up before the AfterFunc
 		// started (the context closes Done before it runs its AfterFuncs),
 		// so stop prevented the kill: kill here.
-		b.killQuery(id)
+		b.killQuery(id, server)
 		conn.Raw(func(any) error { return driver.ErrBadConn })
 	}
 	conn.Close()
@@ -242,10 +264,10 @@ func (b *Backend) write(ctx context.Context, query string, args ...any) (n int64
 
 // killQuery ends server session id and the statement it runs, from a
 // connection of its own (not the pool's, which may have no free one).
-func (b *Backend) killQuery(id uint64) {
+func (b *Backend) killQuery(id uint64, server string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := b.endSession(ctx, id); err != nil {
+	if err := b.endSession(ctx, id, server); err != nil {
 		b.opts.Logger.Warn("authdb: could not stop a cancelled MySQL statement", "session", id, "error", err)
 		return
 	}
@@ -255,8 +277,10 @@ func (b *Backend) killQuery(id uint64) {
 // endSession ends server session id (MySQL: KILL CONNECTION; PostgreSQL:
 // pg_terminate_backend, which a role may do to its own sessions) from a
 // connection of its own, and waits until the session has left the server
-// (waitSessionGone). A session that had already ended is no error.
-func (b *Backend) endSession(ctx context.Context, id uint64) error {
+// (waitSessionGone). A session that had already ended is no error. When
+// server (the session's, see mysqlServer) is known and the new connection
+// reaches another server, nothing is ended: errOtherServer.
+func (b *Backend) endSession(ctx context.Context, id uint64, server string) error {
 	dc, err := b.killer.Connect(ctx)
 	if err != nil {
 		return err
@@ -265,6 +289,19 @@ func (b *Backend) endSession(ctx context.Context, id uint64) error {
 	ex, ok := dc.(driver.ExecerContext)
 	if !ok {
 		return errors.New("driver connection cannot execute")
+	}
+	if server != "" {
+		query := "SELECT 0, " + mysqlServer
+		if b.dialect == dialect.Postgres {
+			query = "SELECT 0, " + pgServer
+		}
+		_, here, err := connectionID(ctx, dc, query)
+		if err != nil {
+			return err
+		}
+		if here != server {
+			return fmt.Errorf("%w (session %d on %s, reached %s)", errOtherServer, id, server, here)
+		}
 	}
 	idArg := []driver.NamedValue{{Ordinal: 1, Value: int64(id)}}
 	if b.dialect == dialect.Postgres {

@@ -74,6 +74,7 @@ var errSentLost = errors.New("authdb: connection lost after the statement was se
 type probe struct {
 	sent    atomic.Bool
 	session atomic.Uint64
+	server  atomic.Pointer[string] // the session's server instance (sessionServer)
 }
 
 type probeKey struct{}
@@ -87,8 +88,9 @@ func withProbe(ctx context.Context) (context.Context, *probe) {
 
 // markSent records in ctx's probe, if any, that a statement of session id
 // is being handed to the driver.
-func markSent(ctx context.Context, id uint64) {
+func markSent(ctx context.Context, id uint64, server string) {
 	if p, _ := ctx.Value(probeKey{}).(*probe); p != nil {
+		p.server.Store(&server)
 		p.session.Store(id)
 		p.sent.Store(true)
 	}
@@ -195,13 +197,17 @@ func (b *Backend) fence(ctx context.Context, p *probe) error {
 		return nil
 	}
 	var id uint64
+	server := ""
 	if p != nil {
 		id = p.session.Load()
+		if s := p.server.Load(); s != nil {
+			server = *s
+		}
 	}
 	if id == 0 || b.killer == nil {
 		return errors.New("authdb: the statement's server session is unknown")
 	}
-	return b.endSession(ctx, id)
+	return b.endSession(ctx, id, server)
 }
 
 // The read-backs of each write. Each reads on the pool with rctx, without
@@ -423,7 +429,7 @@ func (c *idConn) before(ctx context.Context) error {
 // as c's last context (IsValid).
 func (c *idConn) mark(ctx context.Context) {
 	c.last.Store(&ctx)
-	markSent(ctx, c.id)
+	markSent(ctx, c.id, c.server)
 }
 
 // after maps the driver's error of a statement that was sent.
