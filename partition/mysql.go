@@ -368,15 +368,17 @@ func raceSleep(ctx context.Context, attempt int) {
 // another process changed the partitions since they were read: a
 // partition name that exists (1517), one that no longer does (1507, 1735),
 // bounds that are no longer increasing (1493), a drop of every partition
-// (1508), or a statement aborted or timed out by another's DDL (1213,
-// 1205; Galera applies DDL in total order and aborts what conflicts).
+// (1508), or a statement aborted, interrupted or timed out by another's
+// DDL (1213, 1317, 1205; Galera applies DDL in total order and aborts what
+// conflicts, a waiting local DDL included). Callers retry only while
+// their context lives, so a 1317 of their own cancellation is not retried.
 func concurrentChange(err error) bool {
 	var myErr *mysql.MySQLError
 	if !errors.As(err, &myErr) {
 		return false
 	}
 	switch myErr.Number {
-	case 1517, 1507, 1735, 1493, 1508, 1213, 1205, 1146:
+	case 1517, 1507, 1735, 1493, 1508, 1213, 1317, 1205, 1146:
 		return true
 	}
 	return false

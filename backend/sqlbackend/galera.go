@@ -147,7 +147,7 @@ func migrationRaced(err error) bool {
 	var myErr *mysql.MySQLError
 	if errors.As(err, &myErr) {
 		switch myErr.Number {
-		case 1050, 1061, 1213, 1205, 1684:
+		case 1050, 1061, 1213, 1317, 1205, 1684:
 			return true
 		}
 	}
@@ -156,7 +156,7 @@ func migrationRaced(err error) bool {
 	}
 	// ent's migration does not always wrap the driver's error.
 	msg := err.Error()
-	for _, code := range []string{"Error 1050", "Error 1061", "Error 1213", "Error 1205", "Error 1684"} {
+	for _, code := range []string{"Error 1050", "Error 1061", "Error 1213", "Error 1317", "Error 1205", "Error 1684"} {
 		if strings.Contains(msg, code) {
 			return true
 		}
