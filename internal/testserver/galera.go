@@ -165,7 +165,11 @@ func reuseGalera(t testing.TB, dir string) *Galera {
 	if err != nil {
 		t.Fatalf("%s: %v", EnvGaleraDir, err)
 	}
-	_, script := clusterDir(t, "authdb-galera-script-", "galera.sh")
+	scratch, script := clusterDir(t, "authdb-galera-script-", "galera.sh")
+	t.Cleanup(func() {
+		os.Remove(script)
+		os.Remove(filepath.Dir(scratch))
+	})
 	g := &Galera{dir: dir, script: script}
 	for i, f := range strings.Fields(string(ports)) {
 		if i < 3 {
