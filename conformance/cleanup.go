@@ -188,5 +188,5 @@ func testCleanRefreshStatusIrrelevant(t *testing.T, s *suite) {
 	for _, jti := range old {
 		h.wantNoToken(jti)
 	}
-	h.wantList("", backend.RefreshToken{JTI: young, Status: backend.TokenCreated, Scope: "s", Sub: "alice"})
+	h.wantList("", created(young, "alice", "s"))
 }

@@ -85,6 +85,7 @@ func groups() []group {
 		{"RefreshToken", refreshTokenTests()},
 		{"RotateRefreshToken", rotateTests()},
 		{"StreamRefreshTokens", streamTests()},
+		{"Families", familyTests()},
 		{"CleanExpiredRefreshTokens", refreshCleanupTests()},
 		{"BadInput", badInputTests()},
 		{"Strings", stringTests()},

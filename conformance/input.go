@@ -249,7 +249,7 @@ func testBoundaryRefreshToken(t *testing.T, s *suite) {
 	next := h.newJTI()
 	_, err := h.b.RotateRefreshToken(h.ctx, jti, next)
 	noErr(t, err, "RotateRefreshToken")
-	h.wantList(maxSub, created(next, maxSub, maxScope))
+	h.wantList(maxSub, of(created(next, maxSub, maxScope), jti))
 	cnt, err := h.b.RevokeUserRefreshTokens(h.ctx, maxSub)
 	noErr(t, err, "RevokeUserRefreshTokens")
 	if cnt != 1 {

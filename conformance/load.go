@@ -118,7 +118,7 @@ func testLoadRotationChains(t *testing.T, s *suite) {
 			continue
 		}
 		last := chain[len(chain)-1]
-		h.wantList(sub, created(last, sub, "openid offline_access"))
+		h.wantList(sub, of(created(last, sub, "openid offline_access"), chain[0]))
 		var live, dead int
 		for _, tok := range bySub[sub] {
 			if tok.Status == backend.TokenCreated {

@@ -31,12 +31,27 @@ func refreshTokenTests() []testCase {
 	}
 }
 
+// created is a CREATED token as InsertRefreshToken stores it: the first of
+// its own family (FamilyID = JTI). Use of and replaced for rotated tokens.
 func created(jti uuid.UUID, sub, scope string) backend.RefreshToken {
-	return backend.RefreshToken{JTI: jti, Status: backend.TokenCreated, Scope: scope, Sub: sub}
+	return backend.RefreshToken{JTI: jti, Status: backend.TokenCreated, Scope: scope, Sub: sub, FamilyID: jti}
 }
 
+// revoked is created, REVOKED.
 func revoked(jti uuid.UUID, sub, scope string) backend.RefreshToken {
-	return backend.RefreshToken{JTI: jti, Status: backend.TokenRevoked, Scope: scope, Sub: sub}
+	return backend.RefreshToken{JTI: jti, Status: backend.TokenRevoked, Scope: scope, Sub: sub, FamilyID: jti}
+}
+
+// of returns t as a member of family fam (a token made by rotation).
+func of(t backend.RefreshToken, fam uuid.UUID) backend.RefreshToken {
+	t.FamilyID = fam
+	return t
+}
+
+// replaced returns t with its successor set.
+func replaced(t backend.RefreshToken, succ uuid.UUID) backend.RefreshToken {
+	t.ReplacedBy = succ
+	return t
 }
 
 func testTokenInsertGet(t *testing.T, s *suite) {
@@ -252,16 +267,16 @@ func testRotateSuccess(t *testing.T, s *suite) {
 	next := h.newJTI()
 	got, err := h.b.RotateRefreshToken(h.ctx, old, next)
 	noErr(t, err, "RotateRefreshToken")
-	if want := revoked(old, "alice", "openid offline_access"); got != want {
+	if want := replaced(revoked(old, "alice", "openid offline_access"), next); got != want {
 		t.Errorf("returned %+v, want the old token as stored after the call %+v", got, want)
 	}
 	if got := h.getToken(old); got.Status != backend.TokenRevoked {
 		t.Errorf("old token status %s, want REVOKED", got.Status)
 	}
-	if got, want := h.getToken(next), created(next, "alice", "openid offline_access"); got != want {
-		t.Errorf("new token = %+v, want %+v", got, want)
+	if got, want := h.getToken(next), of(created(next, "alice", "openid offline_access"), old); got != want {
+		t.Errorf("new token = %+v, want %+v (in the old token's family)", got, want)
 	}
-	h.wantList("alice", created(next, "alice", "openid offline_access"))
+	h.wantList("alice", of(created(next, "alice", "openid offline_access"), old))
 	h.wantList("bob", created(other, "bob", "x"))
 }
 
@@ -427,7 +442,7 @@ func testRotateConcurrent(t *testing.T, s *suite) {
 		if i == w {
 			// The winner's new token existed, then the replays revoked it.
 			h.wantTokenStatus(jti, backend.TokenRevoked)
-			if got[i] != revoked(old, "alice", "s") {
+			if got[i] != replaced(revoked(old, "alice", "s"), jti) {
 				t.Errorf("winner got %+v", got[i])
 			}
 		} else {

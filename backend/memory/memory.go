@@ -563,9 +563,15 @@ func (b *Backend) RevokeUserRefreshTokens(ctx context.Context, sub string) (int6
 	return b.tokens.revokeAll(si), nil
 }
 
-// RotateRefreshToken implements backend.Backend. A revoked old token whose
-// successor is newJTI with its subject and scope is a success (the
-// caller's own retry of a rotation that happened), not a replay.
+// RotateRefreshToken implements backend.Backend, with the family options
+// (see backend.Options.RotationBounds): in this order, an unknown old token
+// is ErrNotFound; a retry of a rotation that happened (old already replaced
+// by newJTI) succeeds; a family older than WithFamilyLifetime is ErrExpired;
+// a CREATED old token rotates; a REVOKED one whose successor is CREATED and
+// was made within WithRotationGrace succeeds without writing, returning the
+// successor in ReplacedBy; any other REVOKED one is a replay: its family, or
+// its subject (WithReuseScope, and the fallback of
+// backend.FamilyFollowable), is revoked and ErrTokenReused returned.
 func (b *Backend) RotateRefreshToken(ctx context.Context, oldJTI, newJTI uuid.UUID) (backend.RefreshToken, error) {
 	const op = "rotate refresh token"
 	if err := ctx.Err(); err != nil {
@@ -574,6 +580,7 @@ func (b *Backend) RotateRefreshToken(ctx context.Context, oldJTI, newJTI uuid.UU
 	if err := backend.CheckJTI("new_jti", newJTI); err != nil {
 		return backend.RefreshToken{}, fmt.Errorf("authdb: %s %s: %w", op, oldJTI, err)
 	}
+	bounds := b.opts.RotationBounds() // the clock, called without the lock
 	if err := b.begin(ctx, op); err != nil {
 		return backend.RefreshToken{}, err
 	}
@@ -582,16 +589,29 @@ func (b *Backend) RotateRefreshToken(ctx context.Context, oldJTI, newJTI uuid.UU
 	if !ok {
 		return backend.RefreshToken{}, fmt.Errorf("authdb: %s %s: %w", op, oldJTI, backend.ErrNotFound)
 	}
-	if b.tokens.subs[si].tokens[i].revoked {
-		// Scopes are interned: one index per scope string.
-		if nsi, ni, ok := b.tokens.lookup(newJTI); ok && nsi == si &&
-			b.tokens.subs[si].tokens[ni].scope == b.tokens.subs[si].tokens[i].scope {
-			return b.tokens.record(si, i), nil // old rotated into new already: the caller's own retry
+	t := b.tokens.subs[si].tokens[i]
+	if t.revoked && t.replacedBy == newJTI {
+		return b.tokens.record(si, i), nil // the caller's own rotation, retried
+	}
+	if bounds.Expired(t.familyID()) {
+		return backend.RefreshToken{}, fmt.Errorf("authdb: %s %s: family %s older than the family lifetime: %w",
+			op, oldJTI, t.familyID(), backend.ErrExpired)
+	}
+	if t.revoked {
+		if bounds.InGrace(t.replacedBy) {
+			if sj, k, ok := b.tokens.lookup(t.replacedBy); ok && !b.tokens.subs[sj].tokens[k].revoked {
+				return b.tokens.record(si, i), nil // converge on the successor
+			}
 		}
-		n := b.tokens.revokeAll(si)
-		b.reused(ctx, backend.ReuseEvent{Sub: b.tokens.subs[si].sub, JTI: oldJTI, Scope: backend.RevokeSubject, Revoked: n})
-		return backend.RefreshToken{}, fmt.Errorf("authdb: %s %s: replayed; %d tokens of the subject revoked: %w",
-			op, oldJTI, n, backend.ErrTokenReused)
+		scope, n := backend.RevokeSubject, int64(0)
+		if b.opts.ReuseScope == backend.RevokeFamily && backend.FamilyFollowable(b.tokens.record(si, i)) {
+			scope, n = backend.RevokeFamily, b.tokens.revokeFamily(si, t.familyID())
+		} else {
+			n = b.tokens.revokeAll(si)
+		}
+		b.reused(ctx, backend.ReuseEvent{Sub: b.tokens.subs[si].sub, JTI: oldJTI, FamilyID: t.familyID(), Scope: scope, Revoked: n})
+		return backend.RefreshToken{}, fmt.Errorf("authdb: %s %s: replayed; %d tokens of the %s revoked: %w",
+			op, oldJTI, n, scope, backend.ErrTokenReused)
 	}
 	if b.tokens.exists(newJTI) {
 		return backend.RefreshToken{}, fmt.Errorf("authdb: %s %s: new_jti %s: %w",
@@ -610,6 +630,21 @@ func (b *Backend) reused(ctx context.Context, e backend.ReuseEvent) {
 
 // Describe implements backend.Describer: System "memory", nothing else.
 func (b *Backend) Describe() backend.Description { return backend.Description{System: "memory"} }
+
+// RevokeRefreshTokenFamily implements backend.Backend: O(the subject's
+// tokens), since a family never leaves its subject.
+func (b *Backend) RevokeRefreshTokenFamily(ctx context.Context, jti uuid.UUID) (int64, error) {
+	const op = "revoke refresh token family"
+	if err := b.begin(ctx, op); err != nil {
+		return 0, err
+	}
+	defer b.mu.Unlock()
+	si, i, ok := b.tokens.lookup(jti)
+	if !ok {
+		return 0, fmt.Errorf("authdb: %s %s: %w", op, jti, backend.ErrNotFound)
+	}
+	return b.tokens.revokeFamily(si, b.tokens.subs[si].tokens[i].familyID()), nil
+}
 
 // CleanExpiredDeviceFlows implements backend.Backend: one scan of the store.
 func (b *Backend) CleanExpiredDeviceFlows(ctx context.Context, maxRetention time.Duration) (int64, error) {
@@ -700,10 +735,4 @@ func (b *Backend) Close() error {
 	b.authByUUID, b.authByHash = nil, nil
 	b.tokens = nil
 	return nil
-}
-
-// RevokeRefreshTokenFamily implements backend.Backend.
-// TODO(families): not implemented yet.
-func (b *Backend) RevokeRefreshTokenFamily(ctx context.Context, jti uuid.UUID) (int64, error) {
-	return 0, fmt.Errorf("authdb: revoke refresh token family %s: %w", jti, backend.ErrUnsupported)
 }

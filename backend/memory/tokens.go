@@ -41,9 +41,11 @@ type subject struct {
 }
 
 type token struct {
-	jti     uuid.UUID
-	scope   int32 // index in tokenStore.scopes
-	revoked bool
+	jti        uuid.UUID
+	family     uuid.UUID // the family's id: jti for a family's first token
+	replacedBy uuid.UUID // the successor set by rotation; uuid.Nil if none
+	scope      int32     // index in tokenStore.scopes
+	revoked    bool
 }
 
 type scopeEntry struct {
@@ -129,10 +131,11 @@ func (ts *tokenStore) releaseScope(i int32) {
 	}
 }
 
-// insert adds a CREATED token; the caller has checked that jti is free.
+// insert adds a CREATED token, the first of its own family; the caller has
+// checked that jti is free.
 func (ts *tokenStore) insert(jti uuid.UUID, sub, scope string) {
 	si, _ := ts.subjectIndex(sub, true)
-	ts.insertAt(si, token{jti: jti, scope: ts.internScope(scope)})
+	ts.insertAt(si, token{jti: jti, family: jti, scope: ts.internScope(scope)})
 }
 
 // insertAt adds t to subject si, keeping its tokens sorted. The caller has
@@ -148,17 +151,42 @@ func (ts *tokenStore) insertAt(si int32, t token) {
 	ts.byJTI[t.jti] = si
 }
 
-// rotate revokes token i of subject si and adds newJTI, CREATED, with the
-// same subject and scope. It returns the old token as stored after the call.
-// The caller has checked that newJTI is free and the old token not revoked.
+// rotate revokes token i of subject si, sets its successor to newJTI and
+// adds newJTI, CREATED, with the same subject, scope and family. It returns
+// the old token as stored after the call. The caller has checked that
+// newJTI is free and the old token not revoked.
 func (ts *tokenStore) rotate(si int32, i int, newJTI uuid.UUID) backend.RefreshToken {
 	s := &ts.subs[si]
 	s.tokens[i].revoked = true
+	s.tokens[i].replacedBy = newJTI
 	old := ts.record(si, i)
 	scope := s.tokens[i].scope
 	ts.scopes[scope].refs++
-	ts.insertAt(si, token{jti: newJTI, scope: scope})
+	ts.insertAt(si, token{jti: newJTI, family: s.tokens[i].familyID(), scope: scope})
 	return old
+}
+
+// familyID is the id of t's family: its family, or its own JTI if it has none.
+func (t token) familyID() uuid.UUID {
+	if t.family != uuid.Nil {
+		return t.family
+	}
+	return t.jti
+}
+
+// revokeFamily revokes every token of subject si in family fam (a family
+// never leaves its subject: rotation keeps the subject) and returns how
+// many changed. O(the subject's tokens).
+func (ts *tokenStore) revokeFamily(si int32, fam uuid.UUID) int64 {
+	var n int64
+	toks := ts.subs[si].tokens
+	for i := range toks {
+		if !toks[i].revoked && toks[i].familyID() == fam {
+			toks[i].revoked = true
+			n++
+		}
+	}
+	return n
 }
 
 // record returns the public form of token i of subject si.
@@ -169,7 +197,8 @@ func (ts *tokenStore) record(si int32, i int) backend.RefreshToken {
 	if t.revoked {
 		status = backend.TokenRevoked
 	}
-	return backend.RefreshToken{JTI: t.jti, Status: status, Scope: ts.scopes[t.scope].s, Sub: s.sub}
+	return backend.RefreshToken{JTI: t.jti, Status: status, Scope: ts.scopes[t.scope].s, Sub: s.sub,
+		FamilyID: t.family, ReplacedBy: t.replacedBy}
 }
 
 // revoke revokes token i of subject si.

@@ -62,7 +62,7 @@ func TestTokenStoreReleasesMemory(t *testing.T) {
 	}
 	for i, sub := range []string{"dave", "erin", "frank", "gina"} {
 		got, err := b.GetUserRefreshTokens(ctx, sub)
-		want := backend.RefreshToken{JTI: jti(200 + i), Status: backend.TokenCreated, Scope: sub + "-scope", Sub: sub}
+		want := backend.RefreshToken{JTI: jti(200 + i), Status: backend.TokenCreated, Scope: sub + "-scope", Sub: sub, FamilyID: jti(200 + i)}
 		if err != nil || len(got) != 1 || got[0] != want {
 			t.Errorf("GetUserRefreshTokens(%q) = %+v, %v; want [%+v]", sub, got, err, want)
 		}
