@@ -1469,6 +1469,8 @@ type RefreshTokenMutation struct {
 	status        *string
 	scope         *string
 	sub           *string
+	family_id     *string
+	replaced_by   *string
 	clearedFields map[string]struct{}
 	done          bool
 	oldValue      func(context.Context) (*RefreshToken, error)
@@ -1687,6 +1689,104 @@ func (m *RefreshTokenMutation) ResetSub() {
 	m.sub = nil
 }
 
+// SetFamilyID sets the "family_id" field.
+func (m *RefreshTokenMutation) SetFamilyID(s string) {
+	m.family_id = &s
+}
+
+// FamilyID returns the value of the "family_id" field in the mutation.
+func (m *RefreshTokenMutation) FamilyID() (r string, exists bool) {
+	v := m.family_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldFamilyID returns the old "family_id" field's value of the RefreshToken entity.
+// If the RefreshToken object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *RefreshTokenMutation) OldFamilyID(ctx context.Context) (v *string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldFamilyID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldFamilyID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldFamilyID: %w", err)
+	}
+	return oldValue.FamilyID, nil
+}
+
+// ClearFamilyID clears the value of the "family_id" field.
+func (m *RefreshTokenMutation) ClearFamilyID() {
+	m.family_id = nil
+	m.clearedFields[refreshtoken.FieldFamilyID] = struct{}{}
+}
+
+// FamilyIDCleared returns if the "family_id" field was cleared in this mutation.
+func (m *RefreshTokenMutation) FamilyIDCleared() bool {
+	_, ok := m.clearedFields[refreshtoken.FieldFamilyID]
+	return ok
+}
+
+// ResetFamilyID resets all changes to the "family_id" field.
+func (m *RefreshTokenMutation) ResetFamilyID() {
+	m.family_id = nil
+	delete(m.clearedFields, refreshtoken.FieldFamilyID)
+}
+
+// SetReplacedBy sets the "replaced_by" field.
+func (m *RefreshTokenMutation) SetReplacedBy(s string) {
+	m.replaced_by = &s
+}
+
+// ReplacedBy returns the value of the "replaced_by" field in the mutation.
+func (m *RefreshTokenMutation) ReplacedBy() (r string, exists bool) {
+	v := m.replaced_by
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldReplacedBy returns the old "replaced_by" field's value of the RefreshToken entity.
+// If the RefreshToken object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *RefreshTokenMutation) OldReplacedBy(ctx context.Context) (v *string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldReplacedBy is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldReplacedBy requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldReplacedBy: %w", err)
+	}
+	return oldValue.ReplacedBy, nil
+}
+
+// ClearReplacedBy clears the value of the "replaced_by" field.
+func (m *RefreshTokenMutation) ClearReplacedBy() {
+	m.replaced_by = nil
+	m.clearedFields[refreshtoken.FieldReplacedBy] = struct{}{}
+}
+
+// ReplacedByCleared returns if the "replaced_by" field was cleared in this mutation.
+func (m *RefreshTokenMutation) ReplacedByCleared() bool {
+	_, ok := m.clearedFields[refreshtoken.FieldReplacedBy]
+	return ok
+}
+
+// ResetReplacedBy resets all changes to the "replaced_by" field.
+func (m *RefreshTokenMutation) ResetReplacedBy() {
+	m.replaced_by = nil
+	delete(m.clearedFields, refreshtoken.FieldReplacedBy)
+}
+
 // Where appends a list predicates to the RefreshTokenMutation builder.
 func (m *RefreshTokenMutation) Where(ps ...predicate.RefreshToken) {
 	m.predicates = append(m.predicates, ps...)
@@ -1721,7 +1821,7 @@ func (m *RefreshTokenMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *RefreshTokenMutation) Fields() []string {
-	fields := make([]string, 0, 3)
+	fields := make([]string, 0, 5)
 	if m.status != nil {
 		fields = append(fields, refreshtoken.FieldStatus)
 	}
@@ -1730,6 +1830,12 @@ func (m *RefreshTokenMutation) Fields() []string {
 	}
 	if m.sub != nil {
 		fields = append(fields, refreshtoken.FieldSub)
+	}
+	if m.family_id != nil {
+		fields = append(fields, refreshtoken.FieldFamilyID)
+	}
+	if m.replaced_by != nil {
+		fields = append(fields, refreshtoken.FieldReplacedBy)
 	}
 	return fields
 }
@@ -1745,6 +1851,10 @@ func (m *RefreshTokenMutation) Field(name string) (ent.Value, bool) {
 		return m.Scope()
 	case refreshtoken.FieldSub:
 		return m.Sub()
+	case refreshtoken.FieldFamilyID:
+		return m.FamilyID()
+	case refreshtoken.FieldReplacedBy:
+		return m.ReplacedBy()
 	}
 	return nil, false
 }
@@ -1760,6 +1870,10 @@ func (m *RefreshTokenMutation) OldField(ctx context.Context, name string) (ent.V
 		return m.OldScope(ctx)
 	case refreshtoken.FieldSub:
 		return m.OldSub(ctx)
+	case refreshtoken.FieldFamilyID:
+		return m.OldFamilyID(ctx)
+	case refreshtoken.FieldReplacedBy:
+		return m.OldReplacedBy(ctx)
 	}
 	return nil, fmt.Errorf("unknown RefreshToken field %s", name)
 }
@@ -1790,6 +1904,20 @@ func (m *RefreshTokenMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetSub(v)
 		return nil
+	case refreshtoken.FieldFamilyID:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetFamilyID(v)
+		return nil
+	case refreshtoken.FieldReplacedBy:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetReplacedBy(v)
+		return nil
 	}
 	return fmt.Errorf("unknown RefreshToken field %s", name)
 }
@@ -1819,7 +1947,14 @@ func (m *RefreshTokenMutation) AddField(name string, value ent.Value) error {
 // ClearedFields returns all nullable fields that were cleared during this
 // mutation.
 func (m *RefreshTokenMutation) ClearedFields() []string {
-	return nil
+	var fields []string
+	if m.FieldCleared(refreshtoken.FieldFamilyID) {
+		fields = append(fields, refreshtoken.FieldFamilyID)
+	}
+	if m.FieldCleared(refreshtoken.FieldReplacedBy) {
+		fields = append(fields, refreshtoken.FieldReplacedBy)
+	}
+	return fields
 }
 
 // FieldCleared returns a boolean indicating if a field with the given name was
@@ -1832,6 +1967,14 @@ func (m *RefreshTokenMutation) FieldCleared(name string) bool {
 // ClearField clears the value of the field with the given name. It returns an
 // error if the field is not defined in the schema.
 func (m *RefreshTokenMutation) ClearField(name string) error {
+	switch name {
+	case refreshtoken.FieldFamilyID:
+		m.ClearFamilyID()
+		return nil
+	case refreshtoken.FieldReplacedBy:
+		m.ClearReplacedBy()
+		return nil
+	}
 	return fmt.Errorf("unknown RefreshToken nullable field %s", name)
 }
 
@@ -1847,6 +1990,12 @@ func (m *RefreshTokenMutation) ResetField(name string) error {
 		return nil
 	case refreshtoken.FieldSub:
 		m.ResetSub()
+		return nil
+	case refreshtoken.FieldFamilyID:
+		m.ResetFamilyID()
+		return nil
+	case refreshtoken.FieldReplacedBy:
+		m.ResetReplacedBy()
 		return nil
 	}
 	return fmt.Errorf("unknown RefreshToken field %s", name)

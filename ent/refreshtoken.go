@@ -21,7 +21,11 @@ type RefreshToken struct {
 	// Scope holds the value of the "scope" field.
 	Scope string `json:"scope,omitempty"`
 	// Sub holds the value of the "sub" field.
-	Sub          string `json:"sub,omitempty"`
+	Sub string `json:"sub,omitempty"`
+	// FamilyID holds the value of the "family_id" field.
+	FamilyID *string `json:"family_id,omitempty"`
+	// ReplacedBy holds the value of the "replaced_by" field.
+	ReplacedBy   *string `json:"replaced_by,omitempty"`
 	selectValues sql.SelectValues
 }
 
@@ -30,7 +34,7 @@ func (*RefreshToken) scanValues(columns []string) ([]any, error) {
 	values := make([]any, len(columns))
 	for i := range columns {
 		switch columns[i] {
-		case refreshtoken.FieldID, refreshtoken.FieldStatus, refreshtoken.FieldScope, refreshtoken.FieldSub:
+		case refreshtoken.FieldID, refreshtoken.FieldStatus, refreshtoken.FieldScope, refreshtoken.FieldSub, refreshtoken.FieldFamilyID, refreshtoken.FieldReplacedBy:
 			values[i] = new(sql.NullString)
 		default:
 			values[i] = new(sql.UnknownType)
@@ -70,6 +74,20 @@ func (_m *RefreshToken) assignValues(columns []string, values []any) error {
 				return fmt.Errorf("unexpected type %T for field sub", values[i])
 			} else if value.Valid {
 				_m.Sub = value.String
+			}
+		case refreshtoken.FieldFamilyID:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field family_id", values[i])
+			} else if value.Valid {
+				_m.FamilyID = new(string)
+				*_m.FamilyID = value.String
+			}
+		case refreshtoken.FieldReplacedBy:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field replaced_by", values[i])
+			} else if value.Valid {
+				_m.ReplacedBy = new(string)
+				*_m.ReplacedBy = value.String
 			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
@@ -115,6 +133,16 @@ func (_m *RefreshToken) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("sub=")
 	builder.WriteString(_m.Sub)
+	builder.WriteString(", ")
+	if v := _m.FamilyID; v != nil {
+		builder.WriteString("family_id=")
+		builder.WriteString(*v)
+	}
+	builder.WriteString(", ")
+	if v := _m.ReplacedBy; v != nil {
+		builder.WriteString("replaced_by=")
+		builder.WriteString(*v)
+	}
 	builder.WriteByte(')')
 	return builder.String()
 }

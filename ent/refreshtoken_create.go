@@ -45,6 +45,34 @@ func (_c *RefreshTokenCreate) SetSub(v string) *RefreshTokenCreate {
 	return _c
 }
 
+// SetFamilyID sets the "family_id" field.
+func (_c *RefreshTokenCreate) SetFamilyID(v string) *RefreshTokenCreate {
+	_c.mutation.SetFamilyID(v)
+	return _c
+}
+
+// SetNillableFamilyID sets the "family_id" field if the given value is not nil.
+func (_c *RefreshTokenCreate) SetNillableFamilyID(v *string) *RefreshTokenCreate {
+	if v != nil {
+		_c.SetFamilyID(*v)
+	}
+	return _c
+}
+
+// SetReplacedBy sets the "replaced_by" field.
+func (_c *RefreshTokenCreate) SetReplacedBy(v string) *RefreshTokenCreate {
+	_c.mutation.SetReplacedBy(v)
+	return _c
+}
+
+// SetNillableReplacedBy sets the "replaced_by" field if the given value is not nil.
+func (_c *RefreshTokenCreate) SetNillableReplacedBy(v *string) *RefreshTokenCreate {
+	if v != nil {
+		_c.SetReplacedBy(*v)
+	}
+	return _c
+}
+
 // SetID sets the "id" field.
 func (_c *RefreshTokenCreate) SetID(v string) *RefreshTokenCreate {
 	_c.mutation.SetID(v)
@@ -169,6 +197,14 @@ func (_c *RefreshTokenCreate) createSpec() (*RefreshToken, *sqlgraph.CreateSpec)
 	if value, ok := _c.mutation.Sub(); ok {
 		_spec.SetField(refreshtoken.FieldSub, field.TypeString, value)
 		_node.Sub = value
+	}
+	if value, ok := _c.mutation.FamilyID(); ok {
+		_spec.SetField(refreshtoken.FieldFamilyID, field.TypeString, value)
+		_node.FamilyID = &value
+	}
+	if value, ok := _c.mutation.ReplacedBy(); ok {
+		_spec.SetField(refreshtoken.FieldReplacedBy, field.TypeString, value)
+		_node.ReplacedBy = &value
 	}
 	return _node, _spec
 }

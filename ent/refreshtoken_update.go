@@ -69,6 +69,46 @@ func (_u *RefreshTokenUpdate) SetNillableSub(v *string) *RefreshTokenUpdate {
 	return _u
 }
 
+// SetFamilyID sets the "family_id" field.
+func (_u *RefreshTokenUpdate) SetFamilyID(v string) *RefreshTokenUpdate {
+	_u.mutation.SetFamilyID(v)
+	return _u
+}
+
+// SetNillableFamilyID sets the "family_id" field if the given value is not nil.
+func (_u *RefreshTokenUpdate) SetNillableFamilyID(v *string) *RefreshTokenUpdate {
+	if v != nil {
+		_u.SetFamilyID(*v)
+	}
+	return _u
+}
+
+// ClearFamilyID clears the value of the "family_id" field.
+func (_u *RefreshTokenUpdate) ClearFamilyID() *RefreshTokenUpdate {
+	_u.mutation.ClearFamilyID()
+	return _u
+}
+
+// SetReplacedBy sets the "replaced_by" field.
+func (_u *RefreshTokenUpdate) SetReplacedBy(v string) *RefreshTokenUpdate {
+	_u.mutation.SetReplacedBy(v)
+	return _u
+}
+
+// SetNillableReplacedBy sets the "replaced_by" field if the given value is not nil.
+func (_u *RefreshTokenUpdate) SetNillableReplacedBy(v *string) *RefreshTokenUpdate {
+	if v != nil {
+		_u.SetReplacedBy(*v)
+	}
+	return _u
+}
+
+// ClearReplacedBy clears the value of the "replaced_by" field.
+func (_u *RefreshTokenUpdate) ClearReplacedBy() *RefreshTokenUpdate {
+	_u.mutation.ClearReplacedBy()
+	return _u
+}
+
 // Mutation returns the RefreshTokenMutation object of the builder.
 func (_u *RefreshTokenUpdate) Mutation() *RefreshTokenMutation {
 	return _u.mutation
@@ -142,6 +182,18 @@ func (_u *RefreshTokenUpdate) sqlSave(ctx context.Context) (_node int, err error
 	if value, ok := _u.mutation.Sub(); ok {
 		_spec.SetField(refreshtoken.FieldSub, field.TypeString, value)
 	}
+	if value, ok := _u.mutation.FamilyID(); ok {
+		_spec.SetField(refreshtoken.FieldFamilyID, field.TypeString, value)
+	}
+	if _u.mutation.FamilyIDCleared() {
+		_spec.ClearField(refreshtoken.FieldFamilyID, field.TypeString)
+	}
+	if value, ok := _u.mutation.ReplacedBy(); ok {
+		_spec.SetField(refreshtoken.FieldReplacedBy, field.TypeString, value)
+	}
+	if _u.mutation.ReplacedByCleared() {
+		_spec.ClearField(refreshtoken.FieldReplacedBy, field.TypeString)
+	}
 	if _node, err = sqlgraph.UpdateNodes(ctx, _u.driver, _spec); err != nil {
 		if _, ok := err.(*sqlgraph.NotFoundError); ok {
 			err = &NotFoundError{refreshtoken.Label}
@@ -201,6 +253,46 @@ func (_u *RefreshTokenUpdateOne) SetNillableSub(v *string) *RefreshTokenUpdateOn
 	if v != nil {
 		_u.SetSub(*v)
 	}
+	return _u
+}
+
+// SetFamilyID sets the "family_id" field.
+func (_u *RefreshTokenUpdateOne) SetFamilyID(v string) *RefreshTokenUpdateOne {
+	_u.mutation.SetFamilyID(v)
+	return _u
+}
+
+// SetNillableFamilyID sets the "family_id" field if the given value is not nil.
+func (_u *RefreshTokenUpdateOne) SetNillableFamilyID(v *string) *RefreshTokenUpdateOne {
+	if v != nil {
+		_u.SetFamilyID(*v)
+	}
+	return _u
+}
+
+// ClearFamilyID clears the value of the "family_id" field.
+func (_u *RefreshTokenUpdateOne) ClearFamilyID() *RefreshTokenUpdateOne {
+	_u.mutation.ClearFamilyID()
+	return _u
+}
+
+// SetReplacedBy sets the "replaced_by" field.
+func (_u *RefreshTokenUpdateOne) SetReplacedBy(v string) *RefreshTokenUpdateOne {
+	_u.mutation.SetReplacedBy(v)
+	return _u
+}
+
+// SetNillableReplacedBy sets the "replaced_by" field if the given value is not nil.
+func (_u *RefreshTokenUpdateOne) SetNillableReplacedBy(v *string) *RefreshTokenUpdateOne {
+	if v != nil {
+		_u.SetReplacedBy(*v)
+	}
+	return _u
+}
+
+// ClearReplacedBy clears the value of the "replaced_by" field.
+func (_u *RefreshTokenUpdateOne) ClearReplacedBy() *RefreshTokenUpdateOne {
+	_u.mutation.ClearReplacedBy()
 	return _u
 }
 
@@ -306,6 +398,18 @@ func (_u *RefreshTokenUpdateOne) sqlSave(ctx context.Context) (_node *RefreshTok
 	}
 	if value, ok := _u.mutation.Sub(); ok {
 		_spec.SetField(refreshtoken.FieldSub, field.TypeString, value)
+	}
+	if value, ok := _u.mutation.FamilyID(); ok {
+		_spec.SetField(refreshtoken.FieldFamilyID, field.TypeString, value)
+	}
+	if _u.mutation.FamilyIDCleared() {
+		_spec.ClearField(refreshtoken.FieldFamilyID, field.TypeString)
+	}
+	if value, ok := _u.mutation.ReplacedBy(); ok {
+		_spec.SetField(refreshtoken.FieldReplacedBy, field.TypeString, value)
+	}
+	if _u.mutation.ReplacedByCleared() {
+		_spec.ClearField(refreshtoken.FieldReplacedBy, field.TypeString)
 	}
 	_node = &RefreshToken{config: _u.config}
 	_spec.Assign = _node.assignValues

@@ -2,6 +2,7 @@ package sqlbackend
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"ariga.io/atlas/sql/sqlite"
 	"entgo.io/ent/dialect"
 	entschema "entgo.io/ent/dialect/sql/schema"
+	"github.com/go-sql-driver/mysql"
 
 	"github.com/authdb/authdb/ent/migrate"
 	"github.com/authdb/authdb/partition"
@@ -19,10 +21,20 @@ import (
 
 // Migrate creates the three tables, or upgrades them, with ent's migration
 // (what Open does unless backend.WithoutMigration is given). It only ever
-// adds: missing tables, and indexes of authdb's own (see ent/schema); it
-// never changes, drops or retypes a column or an index that exists, so a
-// database DiracX created keeps its schema exactly (a change the migration
-// would otherwise make is logged at warning level and skipped).
+// adds: missing tables, authdb's nullable columns (RefreshTokens' FamilyID
+// and ReplacedBy, see ent/schema) and indexes of authdb's own; it never
+// changes, drops or retypes a column or an index that exists, so a database
+// DiracX created keeps DiracX's columns and indexes exactly (a change the
+// migration would otherwise make is logged at warning level and skipped).
+//
+// On MySQL/MariaDB the family columns are added to an existing
+// RefreshTokens by authdb's own statements, before ent's migration, so that
+// a large partitioned table is never copied: ADD COLUMN ... ALGORITHM=INSTANT
+// (MariaDB 10.3+, MySQL 8.0.12+, partitioned tables included; a server that
+// refuses fails the migration with the statement to run) and the FamilyID
+// index with ALGORITHM=INPLACE, LOCK=NONE (reads and writes go on while it
+// builds). On PostgreSQL a nullable column without a default is a catalog
+// change; on SQLite ALTER TABLE ADD COLUMN rewrites no row.
 //
 // On MySQL/MariaDB, when this call created RefreshTokens, it then partitions
 // the new, empty table by month (partition.Setup, with the backend's clock),
@@ -57,6 +69,20 @@ func (b *Backend) Migrate(ctx context.Context) error {
 			return b.wrap(ctx, "migrate", err)
 		}
 		created = !exists
+	}
+	if !created {
+		add := func() error { return b.addFamilyColumns(ctx) }
+		if b.dialect == dialect.SQLite {
+			err = retry(ctx, b.busyBudget, b.opts.Logger, add)
+		} else {
+			err = add()
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return fmt.Errorf("authdb: migrate %s: %w", b.where, ctx.Err())
+			}
+			return fmt.Errorf("authdb: migrate %s: %w", b.where, err)
+		}
 	}
 	for attempt := 1; ; attempt++ {
 		create := func() error {
@@ -96,6 +122,82 @@ func (b *Backend) Migrate(ctx context.Context) error {
 
 var migrateMu sync.Mutex
 
+// The statements that add the refresh-token family columns to an existing
+// RefreshTokens without copying it (see Migrate): MySQL/MariaDB and SQLite.
+// (Atlas would rebuild the table on SQLite and copy it on MySQL.)
+const (
+	mysqlAddFamilyColumns  = "ALTER TABLE `RefreshTokens` ADD COLUMN `FamilyID` char(32) NULL, ADD COLUMN `ReplacedBy` char(32) NULL, ALGORITHM=INSTANT"
+	mysqlAddFamilyIndex    = "ALTER TABLE `RefreshTokens` ADD INDEX `ix_RefreshTokens_FamilyID` (`FamilyID`), ALGORITHM=INPLACE, LOCK=NONE"
+	sqliteAddFamilyID      = `ALTER TABLE "RefreshTokens" ADD COLUMN "FamilyID" CHAR(32) NULL`
+	sqliteAddReplacedBy    = `ALTER TABLE "RefreshTokens" ADD COLUMN "ReplacedBy" CHAR(32) NULL`
+	sqliteAddFamilyIndex   = `CREATE INDEX IF NOT EXISTS "ix_RefreshTokens_FamilyID" ON "RefreshTokens" ("FamilyID")`
+	mysqlFamilyColumnCount = "SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'RefreshTokens' AND COLUMN_NAME IN ('FamilyID', 'ReplacedBy')"
+	mysqlFamilyIndexCount  = "SELECT COUNT(*) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'RefreshTokens' AND INDEX_NAME = 'ix_RefreshTokens_FamilyID'"
+	sqliteFamilyColumns    = `SELECT COUNT(*) FROM pragma_table_info('RefreshTokens') WHERE name IN ('FamilyID', 'ReplacedBy')`
+	sqliteTokensTableCount = `SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'RefreshTokens'`
+)
+
+// addFamilyColumns adds FamilyID, ReplacedBy and their index to an existing
+// RefreshTokens that lacks them, on MySQL/MariaDB and SQLite (PostgreSQL's
+// are left to ent's migration: a nullable column is a catalog change there).
+// Another process adding them at the same time is not an error (MySQL
+// duplicate column 1060, duplicate key 1061; SQLite migrations of one file
+// are serialised by its write lock).
+func (b *Backend) addFamilyColumns(ctx context.Context) error {
+	var cols int
+	switch b.dialect {
+	case dialect.MySQL:
+		if _, err := queryRow(ctx, b.db, mysqlFamilyColumnCount, nil, &cols); err != nil {
+			return err
+		}
+	case dialect.SQLite:
+		var tables int
+		if _, err := queryRow(ctx, b.db, sqliteTokensTableCount, nil, &tables); err != nil || tables == 0 {
+			return err // a new database: ent creates the table whole
+		}
+		if _, err := queryRow(ctx, b.db, sqliteFamilyColumns, nil, &cols); err != nil {
+			return err
+		}
+	default:
+		return nil
+	}
+	if cols == 1 {
+		return fmt.Errorf("RefreshTokens has only one of FamilyID and ReplacedBy: add the other by hand")
+	}
+	switch b.dialect {
+	case dialect.MySQL:
+		if cols == 0 {
+			if _, err := b.db.ExecContext(ctx, mysqlAddFamilyColumns); err != nil && !isMySQLError(err, 1060) {
+				return fmt.Errorf("add the refresh-token family columns without copying RefreshTokens (run %q when the server allows it): %w",
+					mysqlAddFamilyColumns, err)
+			}
+			b.opts.Logger.Info("authdb: migration: added RefreshTokens.FamilyID and ReplacedBy (ALGORITHM=INSTANT)")
+		}
+		var idx int
+		if _, err := queryRow(ctx, b.db, mysqlFamilyIndexCount, nil, &idx); err != nil {
+			return err
+		}
+		if idx == 0 {
+			if _, err := b.db.ExecContext(ctx, mysqlAddFamilyIndex); err != nil && !isMySQLError(err, 1061) {
+				return fmt.Errorf("add index ix_RefreshTokens_FamilyID (statement %q): %w", mysqlAddFamilyIndex, err)
+			}
+		}
+	case dialect.SQLite:
+		if cols == 0 {
+			for _, q := range []string{sqliteAddFamilyID, sqliteAddReplacedBy} {
+				if _, err := b.db.ExecContext(ctx, q); err != nil && !strings.Contains(err.Error(), "duplicate column name") {
+					return fmt.Errorf("add the refresh-token family columns: %w", err)
+				}
+			}
+			b.opts.Logger.Info("authdb: migration: added RefreshTokens.FamilyID and ReplacedBy")
+		}
+		if _, err := b.db.ExecContext(ctx, sqliteAddFamilyIndex); err != nil {
+			return fmt.Errorf("add index ix_RefreshTokens_FamilyID: %w", err)
+		}
+	}
+	return nil
+}
+
 // tableExists reports whether the current MySQL database has the table.
 func (b *Backend) tableExists(ctx context.Context, table string) (bool, error) {
 	var n int
@@ -125,6 +227,10 @@ func additiveOnly(d string, logger *slog.Logger) entschema.DiffHook {
 				case *atlas.ModifyTable:
 					var sub []atlas.Change
 					for _, tc := range c.Changes {
+						if add, ok := tc.(*atlas.AddColumn); ok && addable(add.C) {
+							sub = append(sub, tc)
+							continue
+						}
 						if add, ok := tc.(*atlas.AddIndex); ok {
 							if hasEquivalent(current, c.T.Name, add.I) {
 								logger.Debug("authdb: migration: index exists under another name", "table", c.T.Name, "index", add.I.Name)
@@ -149,6 +255,20 @@ func additiveOnly(d string, logger *slog.Logger) entschema.DiffHook {
 			return kept, nil
 		})
 	}
+}
+
+// isMySQLError reports whether err is the MySQL server error number n.
+func isMySQLError(err error, n uint16) bool {
+	var myErr *mysql.MySQLError
+	return errors.As(err, &myErr) && myErr.Number == n
+}
+
+// addable reports whether a column missing from an existing table may be
+// added: a nullable one without a default (authdb's FamilyID and
+// ReplacedBy), which rewrites no row and which inserts that do not name it
+// (DiracX's) leave NULL.
+func addable(c *atlas.Column) bool {
+	return c.Type != nil && c.Type.Null && c.Default == nil
 }
 
 // hasEquivalent reports whether the current table already has an index

@@ -243,40 +243,20 @@ func (b *Backend) ownInsert(ctx context.Context, op string, jti string, sub, sco
 	return fmt.Errorf("authdb: %s: %w (%v)", op, backend.ErrAlreadyExists, dupErr)
 }
 
-// rotationVerdict: the rotation of oldArg into newArg happened when the old
-// token is REVOKED and the new one exists with its subject and scope; it
-// fills in out (the old record). A new token that is absent: not applied.
-func (b *Backend) rotationVerdict(rctx context.Context, oldArg, newArg string, out *backend.RefreshToken) (verdict, error) {
-	var status, scope, sub string
-	found, err := queryRow(rctx, b.pool, b.q.getTokenForRot, []any{oldArg}, &status, &scope, &sub)
+// rotationVerdict: the rotation r happened when the old token is REVOKED
+// and names r's new JTI as its successor (ReplacedBy, written by the
+// rotation's own UPDATE); out is then filled as the rotation returns it.
+func (b *Backend) rotationVerdict(rctx context.Context, r *rotation) (verdict, error) {
+	st, err := b.readForRotation(rctx, r.oldArg)
 	if err != nil {
 		return unknown, err
 	}
-	if !found {
-		return notApplied, nil // running again says ErrNotFound
-	}
-	own, err := b.ownRotation(rctx, newArg, scope, sub)
-	if err != nil {
-		return unknown, err
-	}
-	if own && status == string(backend.TokenRevoked) {
-		out.Scope, out.Sub, out.Status = scope, sub, backend.TokenRevoked
+	if st.found && st.status == string(backend.TokenRevoked) && st.replaced == r.newJTI {
+		r.out = backend.RefreshToken{JTI: r.oldJTI, Status: backend.TokenRevoked, Scope: st.scope, Sub: st.sub,
+			FamilyID: st.familyID, ReplacedBy: st.replaced}
 		return applied, nil
 	}
-	return notApplied, nil
-}
-
-// ownRotation reports whether newArg is stored with the subject and scope
-// of the old token it would replace: the old token's rotation into it
-// happened (a replayed old token whose successor is that one is the
-// caller's own retry, not a theft).
-func (b *Backend) ownRotation(ctx context.Context, newArg, scope, sub string) (bool, error) {
-	var r tokenRow
-	found, err := queryRow(ctx, b.pool, b.q.getToken, []any{newArg}, r.dest()...)
-	if err != nil {
-		return false, err
-	}
-	return found && r.t.Sub == sub && r.t.Scope == scope, nil
+	return notApplied, nil // running again says why (ErrNotFound, a replay, ...)
 }
 
 // deviceVerdict reads the device flow whose code hashes to hash: a consume

@@ -12,7 +12,7 @@ import (
 const (
 	deviceCols = `"UserCode","ClientID","Scope","DeviceCode","Status","CreationTime","IDToken"`
 	authCols   = `"UUID","ClientID","Scope","CodeChallenge","CodeChallengeMethod","RedirectURI","Code","Status","CreationTime","IDToken"`
-	tokenCols  = `"JTI","Status","Scope","Sub"`
+	tokenCols  = `"JTI","Status","Scope","Sub","FamilyID","ReplacedBy"`
 )
 
 // queries holds every statement of the backend, written once per dialect
@@ -46,7 +46,9 @@ type queries struct {
 	revokeUser     string
 	rotate         string // PG: one CTE; SQLite: UPDATE ... RETURNING in a transaction; MySQL: conditional UPDATE
 	rotateInsert   string // SQLite, MySQL: the INSERT of the new token
-	getTokenForRot string // the failure path's (and MySQL's first) read
+	getTokenForRot string // the failure path's (and MySQL's first) read, with the successor's status
+	familyOf       string // a token's family id
+	revokeFamily   string // the CREATED tokens of a family
 	cleanDevices   string // the clean-ups: (lower bound, bound, limit), see cleanup.go
 	cleanAuths     string
 	cleanTokens    string
@@ -68,13 +70,23 @@ func (q *queries) fields() []*string {
 		&q.insertDevice, &q.validateUserCode, &q.deviceInsertIDToken, &q.getDevice, &q.updateDeviceStatus, &q.consumeDevice,
 		&q.insertAuth, &q.authInsertIDToken, &q.authRedirectURI, &q.getAuth, &q.updateAuthStatus, &q.consumeAuth,
 		&q.insertToken, &q.getToken, &q.listTokens, &q.listAllTokens, &q.revokeToken, &q.revokeUser,
-		&q.rotate, &q.rotateInsert, &q.getTokenForRot, &q.cleanDevices, &q.cleanAuths, &q.cleanTokens,
+		&q.rotate, &q.rotateInsert, &q.getTokenForRot, &q.familyOf, &q.revokeFamily, &q.cleanDevices, &q.cleanAuths, &q.cleanTokens,
 		&q.nthDevice, &q.nthAuth, &q.nthToken,
 		&q.deviceByUserCode, &q.deviceStatus, &q.authByID, &q.authStatus,
 	}
 }
 
-func buildQueries(d string, mariaDB bool) *queries {
+// buildQueries writes the statements of dialect d. familyLifetime adds the
+// family-lifetime condition to the rotation's conditional update (one more
+// argument: the lowest family id still live, backend.RotationBounds).
+//
+// Refresh-token families (see backend/families.go): an inserted token is
+// its own family's first (FamilyID = JTI); a rotation sets the old token's
+// ReplacedBy to the new JTI and its FamilyID to COALESCE("FamilyID","JTI")
+// (a DiracX-written row, FamilyID NULL, gets its own JTI), and gives the new
+// token that family. A family is "FamilyID"=f OR "JTI"=f: the OR finds a
+// DiracX-written first token, whose FamilyID may still be NULL.
+func buildQueries(d string, mariaDB, familyLifetime bool) *queries {
 	q := &queries{
 		insertDevice:        `INSERT INTO "DeviceFlows" ("UserCode","Status","CreationTime","ClientID","Scope","DeviceCode") VALUES (?,'PENDING',?,?,?,?)`,
 		validateUserCode:    `SELECT "Scope" FROM "DeviceFlows" WHERE "UserCode"=? AND "Status"='PENDING' AND "CreationTime">=?`,
@@ -90,20 +102,25 @@ func buildQueries(d string, mariaDB bool) *queries {
 		updateAuthStatus:  `UPDATE "AuthorizationFlows" SET "Status"=? WHERE "Code"=?`,
 		consumeAuth:       `UPDATE "AuthorizationFlows" SET "Status"='DONE' WHERE "Code"=? AND "Status"='READY' AND "CreationTime">=?`,
 
-		insertToken:    `INSERT INTO "RefreshTokens" ("JTI","Status","Scope","Sub") VALUES (?,'CREATED',?,?)`,
+		insertToken:    `INSERT INTO "RefreshTokens" ("JTI","Status","Scope","Sub","FamilyID") VALUES (?,'CREATED',?,?,?)`,
 		getToken:       `SELECT ` + tokenCols + ` FROM "RefreshTokens" WHERE "JTI"=?`,
 		listTokens:     `SELECT ` + tokenCols + ` FROM "RefreshTokens" WHERE "Status"='CREATED' AND "Sub"=? ORDER BY "JTI"`,
 		listAllTokens:  `SELECT ` + tokenCols + ` FROM "RefreshTokens" ORDER BY "JTI"`,
 		revokeToken:    `UPDATE "RefreshTokens" SET "Status"='REVOKED' WHERE "JTI"=?`,
 		revokeUser:     `UPDATE "RefreshTokens" SET "Status"='REVOKED' WHERE "Status"='CREATED' AND "Sub"=?`,
-		rotate:         `UPDATE "RefreshTokens" SET "Status"='REVOKED' WHERE "JTI"=? AND "Status"='CREATED'`,
-		rotateInsert:   `INSERT INTO "RefreshTokens" ("JTI","Status","Scope","Sub") VALUES (?,'CREATED',?,?)`,
-		getTokenForRot: `SELECT "Status","Scope","Sub" FROM "RefreshTokens" WHERE "JTI"=?`,
+		rotate:         `UPDATE "RefreshTokens" SET "Status"='REVOKED',"ReplacedBy"=?,"FamilyID"=COALESCE("FamilyID","JTI") WHERE "JTI"=? AND "Status"='CREATED'`,
+		rotateInsert:   `INSERT INTO "RefreshTokens" ("JTI","Status","Scope","Sub","FamilyID") VALUES (?,'CREATED',?,?,?)`,
+		getTokenForRot: `SELECT t."Status",t."Scope",t."Sub",COALESCE(t."FamilyID",t."JTI"),t."FamilyID",t."ReplacedBy",s."Status" FROM "RefreshTokens" t LEFT JOIN "RefreshTokens" s ON s."JTI"=t."ReplacedBy" WHERE t."JTI"=?`,
+		familyOf:       `SELECT COALESCE("FamilyID","JTI") FROM "RefreshTokens" WHERE "JTI"=?`,
+		revokeFamily:   `UPDATE "RefreshTokens" SET "Status"='REVOKED' WHERE "Status"='CREATED' AND ("FamilyID"=? OR "JTI"=?)`,
 
 		deviceByUserCode: `SELECT ` + deviceCols + ` FROM "DeviceFlows" WHERE "UserCode"=?`,
 		deviceStatus:     `SELECT "Status" FROM "DeviceFlows" WHERE "DeviceCode"=?`,
 		authByID:         `SELECT ` + authCols + ` FROM "AuthorizationFlows" WHERE "UUID"=?`,
 		authStatus:       `SELECT "Status" FROM "AuthorizationFlows" WHERE "Code"=?`,
+	}
+	if familyLifetime {
+		q.rotate += ` AND COALESCE("FamilyID","JTI")>=?`
 	}
 	switch d {
 	case dialect.MySQL:
@@ -117,7 +134,7 @@ func buildQueries(d string, mariaDB bool) *queries {
 		if mariaDB {
 			// MariaDB 10.5+: the new token copies the old one's subject and
 			// scope and returns them, one statement fewer than MySQL's read.
-			q.rotateInsert = `INSERT INTO "RefreshTokens" ("JTI","Status","Scope","Sub") SELECT ?,'CREATED',"Scope","Sub" FROM "RefreshTokens" WHERE "JTI"=? RETURNING "Scope","Sub"`
+			q.rotateInsert = `INSERT INTO "RefreshTokens" ("JTI","Status","Scope","Sub","FamilyID") SELECT ?,'CREATED',"Scope","Sub","FamilyID" FROM "RefreshTokens" WHERE "JTI"=? RETURNING "Scope","Sub","FamilyID"`
 		}
 		q.cleanDevices = `DELETE FROM "DeviceFlows" WHERE "CreationTime">=? AND "CreationTime"<? ORDER BY "CreationTime","UserCode" LIMIT ?`
 		q.cleanAuths = `DELETE FROM "AuthorizationFlows" WHERE "CreationTime">=? AND "CreationTime"<? ORDER BY "CreationTime","UUID" LIMIT ?`
@@ -136,7 +153,7 @@ func buildQueries(d string, mariaDB bool) *queries {
 		q.consumeDevice += ` RETURNING ` + deviceCols
 		q.consumeAuth += ` RETURNING ` + authCols
 		q.authInsertIDToken += ` RETURNING "RedirectURI"`
-		q.rotate += ` RETURNING "Scope","Sub"`
+		q.rotate += ` RETURNING "Scope","Sub","FamilyID"`
 	case dialect.Postgres:
 		// One statement on every path: the conditional UPDATE, and, when it
 		// matched nothing, the row as it was (to say why) from the same
@@ -153,9 +170,10 @@ func buildQueries(d string, mariaDB bool) *queries {
 		// The rotation in one statement: revoke the old token if it is
 		// CREATED and insert the new one with its subject and scope. A new
 		// JTI that exists fails the whole statement (23505): nothing written.
-		q.rotate = `WITH old AS (` + q.rotate + ` RETURNING "Scope","Sub"), ` +
-			`ins AS (INSERT INTO "RefreshTokens" ("JTI","Status","Scope","Sub") SELECT CAST(? AS uuid),'CREATED',"Scope","Sub" FROM old) ` +
-			`SELECT "Scope","Sub" FROM old`
+		// Arguments: new, old[, family bound], new.
+		q.rotate = `WITH old AS (` + q.rotate + ` RETURNING "Scope","Sub","FamilyID"), ` +
+			`ins AS (INSERT INTO "RefreshTokens" ("JTI","Status","Scope","Sub","FamilyID") SELECT CAST(? AS uuid),'CREATED',"Scope","Sub","FamilyID" FROM old) ` +
+			`SELECT "Scope","Sub","FamilyID" FROM old`
 	}
 	for _, p := range q.fields() {
 		*p = sqldialect.Rewrite(d, *p)

@@ -2,6 +2,7 @@ package sqlbackend
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 
 	"entgo.io/ent/dialect"
@@ -11,7 +12,8 @@ import (
 	"github.com/authdb/authdb/internal/sqldialect"
 )
 
-// InsertRefreshToken implements backend.Backend: one INSERT. A duplicate
+// InsertRefreshToken implements backend.Backend: one INSERT, of a token
+// that is its own family's first (FamilyID = JTI). A duplicate
 // key is backend.ErrAlreadyExists, unless the stored row is identical
 // (CREATED, same subject and scope): a retry of one's own insert, a
 // success. A lost reply is settled by reading the token back (outcome.go).
@@ -26,7 +28,7 @@ func (b *Backend) InsertRefreshToken(ctx context.Context, jti uuid.UUID, sub, sc
 	opj, arg := fmt.Sprintf("%s %s", op, jti), b.idArg(jti)
 	return b.retry(ctx, func() error {
 		pctx, p := withProbe(ctx)
-		_, err := b.write(pctx, b.q.insertToken, arg, scope, sub)
+		_, err := b.write(pctx, b.q.insertToken, arg, scope, sub, arg)
 		if err != nil && sqldialect.IsDuplicate(err) {
 			return b.ownInsert(ctx, opj, arg, sub, scope, err)
 		}
@@ -153,14 +155,21 @@ func (b *Backend) RevokeUserRefreshTokens(ctx context.Context, sub string) (int6
 }
 
 // RotateRefreshToken implements backend.Backend. The winner of concurrent
-// rotations is the one call whose conditional UPDATE ("Status"='CREATED')
-// revokes the old token; the others find it revoked and revoke the
-// subject's tokens (ErrTokenReused). Statements:
+// rotations is the one call whose conditional UPDATE ("Status"='CREATED',
+// and with WithFamilyLifetime a family id no older than the lifetime)
+// revokes the old token and names its successor; the others read the old
+// token (with its successor's status) and decide as rotationRefused says:
+// a grace-window convergence, the caller's own retry, ErrExpired, or a
+// replay that revokes the family or the subject (ErrTokenReused).
+// Statements on the success path, unchanged by the family options:
 //   - PostgreSQL: one (a CTE: UPDATE ... RETURNING feeding the INSERT);
-//     the failure paths add a SELECT (and the revocation);
+//     the refused paths add a SELECT (and a replay the revocation);
 //   - SQLite: BEGIN IMMEDIATE, UPDATE ... RETURNING, INSERT, COMMIT;
-//   - MySQL: a SELECT (which alone answers unknown and replayed tokens),
-//     then BEGIN, the conditional UPDATE, INSERT, COMMIT.
+//   - MariaDB: BEGIN, the conditional UPDATE, INSERT ... SELECT ...
+//     RETURNING, COMMIT;
+//   - MySQL 8: a SELECT (which alone answers every refused case, a grace
+//     convergence included), then BEGIN, the conditional UPDATE, INSERT,
+//     COMMIT.
 //
 // A new JTI that exists fails the INSERT: the transaction (or the single
 // statement) is rolled back and backend.ErrAlreadyExists returned.
@@ -172,74 +181,97 @@ func (b *Backend) RotateRefreshToken(ctx context.Context, oldJTI, newJTI uuid.UU
 	if err := backend.CheckJTI("new_jti", newJTI); err != nil {
 		return backend.RefreshToken{}, fmt.Errorf("authdb: %s: %w", op, err)
 	}
-	out := backend.RefreshToken{JTI: oldJTI, Status: backend.TokenRevoked}
+	r := rotation{op: op, oldJTI: oldJTI, newJTI: newJTI, bounds: b.opts.RotationBounds(),
+		oldArg: b.idArg(oldJTI), newArg: b.idArg(newJTI)}
 	err := b.retryRaced(ctx, op, func() error {
-		return b.rotateOnce(ctx, op, oldJTI, newJTI, &out)
+		r.out = backend.RefreshToken{JTI: oldJTI, Status: backend.TokenRevoked, ReplacedBy: newJTI}
+		return b.rotateOnce(ctx, &r)
 	})
 	if err != nil {
 		return backend.RefreshToken{}, err
 	}
-	return out, nil
+	return r.out, nil
 }
 
-func (b *Backend) rotateOnce(ctx context.Context, op string, oldJTI, newJTI uuid.UUID, out *backend.RefreshToken) error {
-	oldArg, newArg := b.idArg(oldJTI), b.idArg(newJTI)
+// rotation is one RotateRefreshToken call's state.
+type rotation struct {
+	op             string
+	oldJTI, newJTI uuid.UUID
+	oldArg, newArg string
+	bounds         backend.RotationBounds
+	out            backend.RefreshToken // the old record after a success
+}
+
+// rotateArgs are the arguments of the conditional update (q.rotate) but
+// PostgreSQL's: new, old[, family bound].
+func (b *Backend) rotateArgs(r *rotation) []any {
+	args := []any{r.newArg, r.oldArg}
+	if b.opts.FamilyLifetime > 0 {
+		args = append(args, b.idArg(r.bounds.Family))
+	}
+	return args
+}
+
+func (b *Backend) rotateOnce(ctx context.Context, r *rotation) error {
+	out := &r.out
+	fam := nullUUIDCol{&out.FamilyID}
 	pctx, p := withProbe(ctx)
 	switch b.dialect {
 	case dialect.Postgres:
-		found, err := queryRow(pctx, b.pool, b.q.rotate, []any{oldArg, newArg}, &out.Scope, &out.Sub)
+		args := append(b.rotateArgs(r), r.newArg)
+		found, err := queryRow(pctx, b.pool, b.q.rotate, args, &out.Scope, &out.Sub, fam)
 		if err != nil {
 			if sqldialect.IsDuplicate(err) {
-				return dupAsExists(op, newJTI, err)
+				return dupAsExists(r.op, r.newJTI, err)
 			}
-			return b.settle(ctx, op, p, err, true, func(rctx context.Context) (verdict, error) {
-				return b.rotationVerdict(rctx, oldArg, newArg, out)
+			return b.settle(ctx, r.op, p, err, true, func(rctx context.Context) (verdict, error) {
+				return b.rotationVerdict(rctx, r)
 			})
 		}
 		if found {
 			return nil
 		}
-		return b.rotateRefused(ctx, op, oldArg, newArg, out)
+		return b.rotateRefused(ctx, r)
 	case dialect.SQLite:
 		tx, err := b.beginTx(pctx, b.q.rotate, b.q.rotateInsert) // BEGIN IMMEDIATE (_txlock=immediate)
 		if err != nil {
 			return safeToRetry(err)
 		}
-		found, err := queryRow(pctx, tx, b.q.rotate, []any{oldArg}, &out.Scope, &out.Sub)
+		found, err := queryRow(pctx, tx, b.q.rotate, b.rotateArgs(r), &out.Scope, &out.Sub, fam)
 		if err == nil && found {
-			_, err = exec(pctx, tx, b.q.rotateInsert, newArg, out.Scope, out.Sub)
+			_, err = exec(pctx, tx, b.q.rotateInsert, r.newArg, out.Scope, out.Sub, b.idArg(out.FamilyID))
 			if err == nil {
-				return b.commitRotation(ctx, op, p, tx, oldArg, newArg, out)
+				return b.commitRotation(ctx, p, tx, r)
 			}
 		}
-		if err := rollback(tx, op, newJTI, err); err != nil {
+		if err := rollback(tx, r.op, r.newJTI, err); err != nil {
 			return err
 		}
-		return b.rotateRefused(ctx, op, oldArg, newArg, out)
+		return b.rotateRefused(ctx, r)
 	default: // MySQL
 		if b.mariaDB {
-			return b.rotateMariaDB(ctx, op, oldArg, newArg, newJTI, out)
+			return b.rotateMariaDB(ctx, r)
 		}
-		var status string
-		found, err := queryRow(ctx, b.pool, b.q.getTokenForRot, []any{oldArg}, &status, &out.Scope, &out.Sub)
+		st, err := b.readForRotation(ctx, r.oldArg)
 		if err != nil {
 			return safeToRetry(err)
 		}
-		if !found || status == string(backend.TokenRevoked) {
-			return b.refuse(ctx, op, oldArg, newArg, found, out)
+		if !st.found || st.status == string(backend.TokenRevoked) || r.bounds.Expired(st.fam) {
+			return b.rotationRefused(ctx, r, st)
 		}
+		out.Scope, out.Sub, out.FamilyID = st.scope, st.sub, st.fam
 		tx, err := b.beginTx(pctx, b.q.rotate, b.q.rotateInsert)
 		if err != nil {
 			return safeToRetry(err)
 		}
-		n, err := exec(pctx, tx, b.q.rotate, oldArg)
+		n, err := exec(pctx, tx, b.q.rotate, b.rotateArgs(r)...)
 		if err == nil && n == 1 {
-			_, err = exec(pctx, tx, b.q.rotateInsert, newArg, out.Scope, out.Sub)
+			_, err = exec(pctx, tx, b.q.rotateInsert, r.newArg, out.Scope, out.Sub, b.idArg(out.FamilyID))
 			if err == nil {
-				return b.commitRotation(ctx, op, p, tx, oldArg, newArg, out)
+				return b.commitRotation(ctx, p, tx, r)
 			}
 		}
-		if err := rollback(tx, op, newJTI, err); err != nil {
+		if err := rollback(tx, r.op, r.newJTI, err); err != nil {
 			return err
 		}
 		return errRaced // revoked since the SELECT: read again
@@ -247,69 +279,138 @@ func (b *Backend) rotateOnce(ctx context.Context, op string, oldJTI, newJTI uuid
 }
 
 // rotateMariaDB: BEGIN, the conditional UPDATE, INSERT ... SELECT ...
-// RETURNING the subject and scope, COMMIT; when the update matches nothing,
-// ROLLBACK and rotateRefused.
-func (b *Backend) rotateMariaDB(ctx context.Context, op, oldArg, newArg string, newJTI uuid.UUID, out *backend.RefreshToken) error {
+// RETURNING the subject, scope and family, COMMIT; when the update matches
+// nothing, ROLLBACK and rotateRefused.
+func (b *Backend) rotateMariaDB(ctx context.Context, r *rotation) error {
+	out := &r.out
 	pctx, p := withProbe(ctx)
 	tx, err := b.beginTx(pctx, b.q.rotate, b.q.rotateInsert)
 	if err != nil {
 		return safeToRetry(err)
 	}
-	n, err := exec(pctx, tx, b.q.rotate, oldArg)
+	n, err := exec(pctx, tx, b.q.rotate, b.rotateArgs(r)...)
 	if err == nil && n == 1 {
 		var found bool
-		found, err = queryRow(pctx, tx, b.q.rotateInsert, []any{newArg, oldArg}, &out.Scope, &out.Sub)
+		found, err = queryRow(pctx, tx, b.q.rotateInsert, []any{r.newArg, r.oldArg}, &out.Scope, &out.Sub, nullUUIDCol{&out.FamilyID})
 		if err == nil && found {
-			return b.commitRotation(ctx, op, p, tx, oldArg, newArg, out)
+			return b.commitRotation(ctx, p, tx, r)
 		}
 		if err == nil {
-			err = fmt.Errorf("authdb: %s: the revoked token vanished before the copy", op)
+			err = fmt.Errorf("authdb: %s: the revoked token vanished before the copy", r.op)
 		}
 	}
-	if err := rollback(tx, op, newJTI, err); err != nil {
+	if err := rollback(tx, r.op, r.newJTI, err); err != nil {
 		return err
 	}
-	return b.rotateRefused(ctx, op, oldArg, newArg, out)
+	return b.rotateRefused(ctx, r)
+}
+
+// rotState is the old token as a refused rotation reads it.
+type rotState struct {
+	found              bool
+	status, scope, sub string
+	fam                uuid.UUID // COALESCE(FamilyID, JTI)
+	familyID, replaced uuid.UUID // as stored (uuid.Nil for NULL)
+	succCreated        bool      // the successor (ReplacedBy) exists and is CREATED
+}
+
+// readForRotation reads the old token and its successor's status.
+func (b *Backend) readForRotation(ctx context.Context, oldArg string) (rotState, error) {
+	var st rotState
+	var succ sql.NullString
+	found, err := queryRow(ctx, b.pool, b.q.getTokenForRot, []any{oldArg},
+		&st.status, &st.scope, &st.sub, uuidCol{&st.fam}, nullUUIDCol{&st.familyID}, nullUUIDCol{&st.replaced}, &succ)
+	st.found = found
+	st.succCreated = succ.Valid && succ.String == string(backend.TokenCreated)
+	return st, err
 }
 
 // rotateRefused reads the old token after a rotation's conditional update
-// matched nothing and returns why.
-func (b *Backend) rotateRefused(ctx context.Context, op, oldArg, newArg string, out *backend.RefreshToken) error {
-	var status string
-	found, err := queryRow(ctx, b.pool, b.q.getTokenForRot, []any{oldArg}, &status, &out.Scope, &out.Sub)
+// matched nothing and returns why (rotationRefused).
+func (b *Backend) rotateRefused(ctx context.Context, r *rotation) error {
+	st, err := b.readForRotation(ctx, r.oldArg)
 	if err != nil {
 		return safeToRetry(err)
 	}
-	if found && status != string(backend.TokenRevoked) {
+	if st.found && st.status != string(backend.TokenRevoked) && !r.bounds.Expired(st.fam) {
 		return errRaced // inserted after the update's snapshot
 	}
-	return b.refuse(ctx, op, oldArg, newArg, found, out)
+	return b.rotationRefused(ctx, r, st)
 }
 
-// refuse ends a rotation of an unknown (found false) or revoked token
-// (oldArg, newArg as idArg writes them; out holds the old token's subject
-// and scope): ErrNotFound; a success when newArg is stored with the old
-// token's subject and scope (the rotation happened: this is the caller's
-// own retry); else the replay's revocation of every token of the subject,
-// reported (reused), and ErrTokenReused.
-func (b *Backend) refuse(ctx context.Context, op, oldArg, newArg string, found bool, out *backend.RefreshToken) error {
-	if !found {
-		return fmt.Errorf("authdb: %s: %w", op, backend.ErrNotFound)
+// rotationRefused decides a rotation that will not rotate, from the old
+// token's state, in the contract's order: unknown (ErrNotFound); the
+// caller's own rotation retried (ReplacedBy is newJTI: success, nothing
+// written); a family older than the lifetime (ErrExpired, nothing
+// written); a successor CREATED and made within the grace window (success,
+// nothing written, out.ReplacedBy the successor); else a replay, answered
+// by refuse.
+func (b *Backend) rotationRefused(ctx context.Context, r *rotation, st rotState) error {
+	if !st.found {
+		return fmt.Errorf("authdb: %s: %w", r.op, backend.ErrNotFound)
 	}
-	own, err := b.ownRotation(ctx, newArg, out.Scope, out.Sub)
-	if err != nil {
-		return safeToRetry(err)
-	}
-	if own {
+	revokedOut := func() error {
+		r.out = backend.RefreshToken{JTI: r.oldJTI, Status: backend.TokenRevoked, Scope: st.scope, Sub: st.sub,
+			FamilyID: st.familyID, ReplacedBy: st.replaced}
 		return nil
 	}
-	n, err := b.write(ctx, b.q.revokeUser, b.subArgs(out.Sub)...)
+	if st.status == string(backend.TokenRevoked) && st.replaced == r.newJTI {
+		return revokedOut()
+	}
+	if r.bounds.Expired(st.fam) {
+		return fmt.Errorf("authdb: %s: family %s older than the family lifetime: %w", r.op, st.fam, backend.ErrExpired)
+	}
+	if st.succCreated && r.bounds.InGrace(st.replaced) {
+		return revokedOut()
+	}
+	return b.refuse(ctx, r, st)
+}
+
+// refuse answers a replay of a revoked token: it revokes the token's family
+// (WithReuseScope(RevokeFamily), when the family can be followed:
+// backend.FamilyFollowable) or every token of its subject, and returns
+// ErrTokenReused with the scope and the number of tokens revoked in its
+// message, after reporting the replay once (reused: the Warn log and the
+// context's Observer).
+func (b *Backend) refuse(ctx context.Context, r *rotation, st rotState) error {
+	scope := backend.RevokeSubject
+	if b.opts.ReuseScope == backend.RevokeFamily &&
+		backend.FamilyFollowable(backend.RefreshToken{FamilyID: st.familyID, ReplacedBy: st.replaced}) {
+		scope = backend.RevokeFamily
+	}
+	var n int64
+	var err error
+	if scope == backend.RevokeFamily {
+		n, err = b.revokeFamilyOf(ctx, st.fam)
+	} else {
+		n, err = b.write(ctx, b.q.revokeUser, b.subArgs(st.sub)...)
+	}
 	if err != nil {
 		return safeToRetry(err) // revoking again does no harm
 	}
-	jti, _ := uuid.Parse(oldArg) // dashed or 32 hex digits
-	b.reused(ctx, backend.ReuseEvent{Sub: out.Sub, JTI: jti, Scope: backend.RevokeSubject, Revoked: n})
-	return fmt.Errorf("authdb: %s: replayed, %d tokens of the subject revoked: %w", op, n, backend.ErrTokenReused)
+	b.reused(ctx, backend.ReuseEvent{Sub: st.sub, JTI: r.oldJTI, FamilyID: st.fam, Scope: scope, Revoked: n})
+	return fmt.Errorf("authdb: %s: replayed; %d tokens of the %s revoked: %w", r.op, n, scope, backend.ErrTokenReused)
+}
+
+// revokeFamilyOf revokes the CREATED tokens of family fam and returns how
+// many changed. The UPDATE runs until it changes nothing (at most
+// MaxAttempts times): on PostgreSQL an UPDATE that waited for a concurrent
+// rotation's row lock does not see the successor that rotation inserted
+// (it is not in the statement's snapshot), and the next UPDATE does.
+func (b *Backend) revokeFamilyOf(ctx context.Context, fam uuid.UUID) (int64, error) {
+	arg := b.idArg(fam)
+	var total int64
+	for range MaxAttempts {
+		n, err := b.write(ctx, b.q.revokeFamily, arg, arg)
+		if err != nil {
+			return total, err
+		}
+		total += n
+		if n == 0 {
+			break
+		}
+	}
+	return total, nil
 }
 
 // subArgs are the arguments of the statements that select a subject's
@@ -346,14 +447,37 @@ func dupAsExists(op string, newJTI uuid.UUID, err error) error {
 // rotation back (outcome.go): applied is a success, so that a client is
 // not told a rotation failed that landed (its retry with the old token
 // would be taken for a replay).
-func (b *Backend) commitRotation(ctx context.Context, op string, p *probe, tx txQuerier, oldArg, newArg string, out *backend.RefreshToken) error {
-	return b.settle(ctx, op, p, tx.Commit(), true, func(rctx context.Context) (verdict, error) {
-		return b.rotationVerdict(rctx, oldArg, newArg, out)
+func (b *Backend) commitRotation(ctx context.Context, p *probe, tx txQuerier, r *rotation) error {
+	return b.settle(ctx, r.op, p, tx.Commit(), true, func(rctx context.Context) (verdict, error) {
+		return b.rotationVerdict(rctx, r)
 	})
 }
 
-// RevokeRefreshTokenFamily implements backend.Backend.
-// TODO(families): not implemented yet.
+// RevokeRefreshTokenFamily implements backend.Backend: a SELECT of the
+// token's family id (ErrNotFound when there is no such token), then the
+// UPDATE of the family's CREATED tokens ("FamilyID"=f OR "JTI"=f, on the
+// FamilyID index and the primary key), repeated until it changes nothing
+// (see revokeFamilyOf). A token DiracX wrote is its own family's first:
+// its family is itself and the tokens authdb rotated from it.
 func (b *Backend) RevokeRefreshTokenFamily(ctx context.Context, jti uuid.UUID) (int64, error) {
-	return 0, fmt.Errorf("authdb: revoke refresh token family %s: %w", jti, backend.ErrUnsupported)
+	op := "revoke refresh token family " + jti.String()
+	if err := start(ctx, op); err != nil {
+		return 0, err
+	}
+	var n int64
+	err := b.retry(ctx, func() error {
+		var fam uuid.UUID
+		found, err := queryRow(ctx, b.pool, b.q.familyOf, []any{b.idArg(jti)}, uuidCol{&fam})
+		if err != nil {
+			return b.wrap(ctx, op, safeToRetry(err))
+		}
+		if !found {
+			return fmt.Errorf("authdb: %s: %w", op, backend.ErrNotFound)
+		}
+		if n, err = b.revokeFamilyOf(ctx, fam); err != nil {
+			return b.wrap(ctx, op, safeToRetry(err)) // idempotent
+		}
+		return nil
+	})
+	return n, err
 }

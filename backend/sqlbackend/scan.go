@@ -164,11 +164,23 @@ func (r *authRow) flow() (backend.AuthorizationFlow, error) {
 	return r.f, err
 }
 
+// nullUUIDCol scans a nullable UUID column (FamilyID, ReplacedBy): NULL is uuid.Nil.
+type nullUUIDCol struct{ id *uuid.UUID }
+
+func (c nullUUIDCol) Scan(v any) error {
+	if v == nil {
+		*c.id = uuid.Nil
+		return nil
+	}
+	return uuidCol(c).Scan(v)
+}
+
 // tokenRow is a RefreshTokens row as scanned from tokenCols.
 type tokenRow struct{ t backend.RefreshToken }
 
 func (r *tokenRow) dest() []any {
-	return []any{uuidCol{&r.t.JTI}, (*string)(&r.t.Status), &r.t.Scope, &r.t.Sub}
+	return []any{uuidCol{&r.t.JTI}, (*string)(&r.t.Status), &r.t.Scope, &r.t.Sub,
+		nullUUIDCol{&r.t.FamilyID}, nullUUIDCol{&r.t.ReplacedBy}}
 }
 
 // querier runs a statement: pool (autocommit, prepared statements) or

@@ -15,16 +15,53 @@ import (
 )
 
 // ownIndexes are the indexes authdb adds to DiracX's schema.
-var ownIndexes = []string{"ix_DeviceFlows_CreationTime", "ix_AuthorizationFlows_CreationTime", "ix_AuthorizationFlows_Code"}
+var ownIndexes = []string{"ix_DeviceFlows_CreationTime", "ix_AuthorizationFlows_CreationTime", "ix_AuthorizationFlows_Code",
+	"ix_RefreshTokens_FamilyID"}
 
-// isOwnIndex reports whether a catalog line is about one of ownIndexes.
+// ownColumns are the columns authdb adds to DiracX's schema: the nullable
+// refresh-token family columns, of JTI's type.
+var ownColumns = []string{"FamilyID", "ReplacedBy"}
+
+// ownColumnType is how each engine's catalog line (see catalog) shows an
+// own column's type, nullability and default: JTI's type, NULL, no default.
+var ownColumnType = map[string]string{
+	"sqlite":   "CHAR(32) notnull=0 default=NULL pk=0",
+	"postgres": "uuid() nullable=YES default=NULL",
+	"mysql":    "char(32) nullable=YES default=NULL",
+}
+
+// sqliteOwnColumnsDDL is what SQLite's ALTER TABLE ADD COLUMN writes into
+// the CREATE TABLE text of a DiracX-created RefreshTokens.
+const sqliteOwnColumnsDDL = `, "FamilyID" CHAR(32) NULL, "ReplacedBy" CHAR(32) NULL`
+
+// isOwnIndex reports whether a catalog line is about one of ownIndexes or
+// ownColumns.
 func isOwnIndex(line string) bool {
 	for _, name := range ownIndexes {
 		if strings.Contains(line, " index "+name+":") || strings.Contains(line, " sql index "+name+":") {
 			return true
 		}
 	}
+	for _, name := range ownColumns {
+		if strings.HasPrefix(line, "RefreshTokens column "+name+":") {
+			return true
+		}
+	}
 	return false
+}
+
+// wantOwnColumns checks that lines have both own columns with JTI's type.
+func wantOwnColumns(t *testing.T, e engine, lines []string) {
+	t.Helper()
+	for _, name := range ownColumns {
+		prefix := "RefreshTokens column " + name + ":"
+		i := slices.IndexFunc(lines, func(l string) bool { return strings.HasPrefix(l, prefix) })
+		if i < 0 {
+			t.Errorf("column %s missing", name)
+		} else if !strings.Contains(lines[i], " "+ownColumnType[e.name]) {
+			t.Errorf("column %s: %s, want %s", name, lines[i], ownColumnType[e.name])
+		}
+	}
 }
 
 var (
@@ -106,6 +143,7 @@ func TestSchemaMatchesDiracX(t *testing.T) {
 					t.Errorf("index %s missing", name)
 				}
 			}
+			wantOwnColumns(t, e, got)
 			if e.name == "mysql" {
 				for _, table := range tables {
 					wantLine := table + " table collation=utf8mb4_bin options="
@@ -137,9 +175,12 @@ func TestSchemaMatchesDiracX(t *testing.T) {
 }
 
 // TestOpenKeepsDiracXSchema: opening a database DiracX created adds
-// authdb's indexes and changes nothing else, on every engine (MySQL: with
-// the table left unpartitioned and partitioned by DiracX), also when
-// opened again; no change is skipped with a warning.
+// authdb's indexes and its two nullable family columns (of JTI's type) and
+// changes nothing else, on every engine (MySQL: with the table left
+// unpartitioned and partitioned by DiracX; the columns are added in place,
+// ALGORITHM=INSTANT), also when opened again; no change is skipped with a
+// warning. On SQLite the one other line that changes is RefreshTokens'
+// CREATE TABLE text, by exactly the two column definitions.
 func TestOpenKeepsDiracXSchema(t *testing.T) {
 	type variant struct {
 		e           engine
@@ -172,16 +213,27 @@ func TestOpenKeepsDiracXSchema(t *testing.T) {
 					added = append(added, l)
 				}
 			}
+			sqliteTable := "RefreshTokens sql table RefreshTokens: "
 			for _, l := range before {
 				if !slices.Contains(after, l) {
+					if e.name == "sqlite" && strings.HasPrefix(l, sqliteTable) {
+						continue // checked below
+					}
 					t.Errorf("changed or removed by Open: %s", l)
 				}
 			}
 			for _, l := range added {
+				if e.name == "sqlite" && strings.HasPrefix(l, sqliteTable) {
+					if !slices.Contains(before, strings.Replace(l, sqliteOwnColumnsDDL, "", 1)) {
+						t.Errorf("RefreshTokens changed by more than the family columns: %s", l)
+					}
+					continue
+				}
 				if !isOwnIndex(l) {
 					t.Errorf("added by Open: %s", l)
 				}
 			}
+			wantOwnColumns(t, e, added)
 			for _, name := range ownIndexes {
 				if !slices.ContainsFunc(added, func(l string) bool { return strings.Contains(l, " index "+name+":") }) {
 					t.Errorf("index %s not added", name)

@@ -232,7 +232,7 @@ func newBackend(ctx context.Context, db *sql.DB, d, where string, o backend.Opti
 		killer:     killer,
 		probes:     killer != nil,
 		busyBudget: busy,
-		q:          buildQueries(d, mariaDB),
+		q:          buildQueries(d, mariaDB, o.FamilyLifetime > 0),
 	}
 	b.stmts = newStmtCache(db, b.q)
 	b.pool = pool{b.stmts}

@@ -69,6 +69,8 @@ var (
 		{Name: "Status", Type: field.TypeString, Size: 16, Default: "CREATED", SchemaType: map[string]string{"mysql": "varchar(16)", "postgres": "varchar(16)", "sqlite3": "varchar(16)"}},
 		{Name: "Scope", Type: field.TypeString, Size: 1024, SchemaType: map[string]string{"mysql": "varchar(1024)", "postgres": "varchar(1024)", "sqlite3": "varchar(1024)"}},
 		{Name: "Sub", Type: field.TypeString, Size: 256, SchemaType: map[string]string{"mysql": "varchar(256)", "postgres": "varchar(256)", "sqlite3": "varchar(256)"}},
+		{Name: "FamilyID", Type: field.TypeString, Nullable: true, SchemaType: map[string]string{"mysql": "char(32)", "postgres": "uuid", "sqlite3": "char(32)"}},
+		{Name: "ReplacedBy", Type: field.TypeString, Nullable: true, SchemaType: map[string]string{"mysql": "char(32)", "postgres": "uuid", "sqlite3": "char(32)"}},
 	}
 	// RefreshTokensTable holds the schema information for the "RefreshTokens" table.
 	RefreshTokensTable = &schema.Table{
@@ -85,6 +87,11 @@ var (
 				Name:    "index_status_sub",
 				Unique:  false,
 				Columns: []*schema.Column{RefreshTokensColumns[1], RefreshTokensColumns[3]},
+			},
+			{
+				Name:    "ix_RefreshTokens_FamilyID",
+				Unique:  false,
+				Columns: []*schema.Column{RefreshTokensColumns[4]},
 			},
 		},
 	}

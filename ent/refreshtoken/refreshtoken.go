@@ -17,6 +17,10 @@ const (
 	FieldScope = "Scope"
 	// FieldSub holds the string denoting the sub field in the database.
 	FieldSub = "Sub"
+	// FieldFamilyID holds the string denoting the family_id field in the database.
+	FieldFamilyID = "FamilyID"
+	// FieldReplacedBy holds the string denoting the replaced_by field in the database.
+	FieldReplacedBy = "ReplacedBy"
 	// Table holds the table name of the refreshtoken in the database.
 	Table = "RefreshTokens"
 )
@@ -27,6 +31,8 @@ var Columns = []string{
 	FieldStatus,
 	FieldScope,
 	FieldSub,
+	FieldFamilyID,
+	FieldReplacedBy,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -73,4 +79,14 @@ func ByScope(opts ...sql.OrderTermOption) OrderOption {
 // BySub orders the results by the sub field.
 func BySub(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldSub, opts...).ToFunc()
+}
+
+// ByFamilyID orders the results by the family_id field.
+func ByFamilyID(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldFamilyID, opts...).ToFunc()
+}
+
+// ByReplacedBy orders the results by the replaced_by field.
+func ByReplacedBy(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldReplacedBy, opts...).ToFunc()
 }

@@ -77,6 +77,16 @@ func Sub(v string) predicate.RefreshToken {
 	return predicate.RefreshToken(sql.FieldEQ(FieldSub, v))
 }
 
+// FamilyID applies equality check predicate on the "family_id" field. It's identical to FamilyIDEQ.
+func FamilyID(v string) predicate.RefreshToken {
+	return predicate.RefreshToken(sql.FieldEQ(FieldFamilyID, v))
+}
+
+// ReplacedBy applies equality check predicate on the "replaced_by" field. It's identical to ReplacedByEQ.
+func ReplacedBy(v string) predicate.RefreshToken {
+	return predicate.RefreshToken(sql.FieldEQ(FieldReplacedBy, v))
+}
+
 // StatusEQ applies the EQ predicate on the "status" field.
 func StatusEQ(v string) predicate.RefreshToken {
 	return predicate.RefreshToken(sql.FieldEQ(FieldStatus, v))
@@ -270,6 +280,156 @@ func SubEqualFold(v string) predicate.RefreshToken {
 // SubContainsFold applies the ContainsFold predicate on the "sub" field.
 func SubContainsFold(v string) predicate.RefreshToken {
 	return predicate.RefreshToken(sql.FieldContainsFold(FieldSub, v))
+}
+
+// FamilyIDEQ applies the EQ predicate on the "family_id" field.
+func FamilyIDEQ(v string) predicate.RefreshToken {
+	return predicate.RefreshToken(sql.FieldEQ(FieldFamilyID, v))
+}
+
+// FamilyIDNEQ applies the NEQ predicate on the "family_id" field.
+func FamilyIDNEQ(v string) predicate.RefreshToken {
+	return predicate.RefreshToken(sql.FieldNEQ(FieldFamilyID, v))
+}
+
+// FamilyIDIn applies the In predicate on the "family_id" field.
+func FamilyIDIn(vs ...string) predicate.RefreshToken {
+	return predicate.RefreshToken(sql.FieldIn(FieldFamilyID, vs...))
+}
+
+// FamilyIDNotIn applies the NotIn predicate on the "family_id" field.
+func FamilyIDNotIn(vs ...string) predicate.RefreshToken {
+	return predicate.RefreshToken(sql.FieldNotIn(FieldFamilyID, vs...))
+}
+
+// FamilyIDGT applies the GT predicate on the "family_id" field.
+func FamilyIDGT(v string) predicate.RefreshToken {
+	return predicate.RefreshToken(sql.FieldGT(FieldFamilyID, v))
+}
+
+// FamilyIDGTE applies the GTE predicate on the "family_id" field.
+func FamilyIDGTE(v string) predicate.RefreshToken {
+	return predicate.RefreshToken(sql.FieldGTE(FieldFamilyID, v))
+}
+
+// FamilyIDLT applies the LT predicate on the "family_id" field.
+func FamilyIDLT(v string) predicate.RefreshToken {
+	return predicate.RefreshToken(sql.FieldLT(FieldFamilyID, v))
+}
+
+// FamilyIDLTE applies the LTE predicate on the "family_id" field.
+func FamilyIDLTE(v string) predicate.RefreshToken {
+	return predicate.RefreshToken(sql.FieldLTE(FieldFamilyID, v))
+}
+
+// FamilyIDContains applies the Contains predicate on the "family_id" field.
+func FamilyIDContains(v string) predicate.RefreshToken {
+	return predicate.RefreshToken(sql.FieldContains(FieldFamilyID, v))
+}
+
+// FamilyIDHasPrefix applies the HasPrefix predicate on the "family_id" field.
+func FamilyIDHasPrefix(v string) predicate.RefreshToken {
+	return predicate.RefreshToken(sql.FieldHasPrefix(FieldFamilyID, v))
+}
+
+// FamilyIDHasSuffix applies the HasSuffix predicate on the "family_id" field.
+func FamilyIDHasSuffix(v string) predicate.RefreshToken {
+	return predicate.RefreshToken(sql.FieldHasSuffix(FieldFamilyID, v))
+}
+
+// FamilyIDIsNil applies the IsNil predicate on the "family_id" field.
+func FamilyIDIsNil() predicate.RefreshToken {
+	return predicate.RefreshToken(sql.FieldIsNull(FieldFamilyID))
+}
+
+// FamilyIDNotNil applies the NotNil predicate on the "family_id" field.
+func FamilyIDNotNil() predicate.RefreshToken {
+	return predicate.RefreshToken(sql.FieldNotNull(FieldFamilyID))
+}
+
+// FamilyIDEqualFold applies the EqualFold predicate on the "family_id" field.
+func FamilyIDEqualFold(v string) predicate.RefreshToken {
+	return predicate.RefreshToken(sql.FieldEqualFold(FieldFamilyID, v))
+}
+
+// FamilyIDContainsFold applies the ContainsFold predicate on the "family_id" field.
+func FamilyIDContainsFold(v string) predicate.RefreshToken {
+	return predicate.RefreshToken(sql.FieldContainsFold(FieldFamilyID, v))
+}
+
+// ReplacedByEQ applies the EQ predicate on the "replaced_by" field.
+func ReplacedByEQ(v string) predicate.RefreshToken {
+	return predicate.RefreshToken(sql.FieldEQ(FieldReplacedBy, v))
+}
+
+// ReplacedByNEQ applies the NEQ predicate on the "replaced_by" field.
+func ReplacedByNEQ(v string) predicate.RefreshToken {
+	return predicate.RefreshToken(sql.FieldNEQ(FieldReplacedBy, v))
+}
+
+// ReplacedByIn applies the In predicate on the "replaced_by" field.
+func ReplacedByIn(vs ...string) predicate.RefreshToken {
+	return predicate.RefreshToken(sql.FieldIn(FieldReplacedBy, vs...))
+}
+
+// ReplacedByNotIn applies the NotIn predicate on the "replaced_by" field.
+func ReplacedByNotIn(vs ...string) predicate.RefreshToken {
+	return predicate.RefreshToken(sql.FieldNotIn(FieldReplacedBy, vs...))
+}
+
+// ReplacedByGT applies the GT predicate on the "replaced_by" field.
+func ReplacedByGT(v string) predicate.RefreshToken {
+	return predicate.RefreshToken(sql.FieldGT(FieldReplacedBy, v))
+}
+
+// ReplacedByGTE applies the GTE predicate on the "replaced_by" field.
+func ReplacedByGTE(v string) predicate.RefreshToken {
+	return predicate.RefreshToken(sql.FieldGTE(FieldReplacedBy, v))
+}
+
+// ReplacedByLT applies the LT predicate on the "replaced_by" field.
+func ReplacedByLT(v string) predicate.RefreshToken {
+	return predicate.RefreshToken(sql.FieldLT(FieldReplacedBy, v))
+}
+
+// ReplacedByLTE applies the LTE predicate on the "replaced_by" field.
+func ReplacedByLTE(v string) predicate.RefreshToken {
+	return predicate.RefreshToken(sql.FieldLTE(FieldReplacedBy, v))
+}
+
+// ReplacedByContains applies the Contains predicate on the "replaced_by" field.
+func ReplacedByContains(v string) predicate.RefreshToken {
+	return predicate.RefreshToken(sql.FieldContains(FieldReplacedBy, v))
+}
+
+// ReplacedByHasPrefix applies the HasPrefix predicate on the "replaced_by" field.
+func ReplacedByHasPrefix(v string) predicate.RefreshToken {
+	return predicate.RefreshToken(sql.FieldHasPrefix(FieldReplacedBy, v))
+}
+
+// ReplacedByHasSuffix applies the HasSuffix predicate on the "replaced_by" field.
+func ReplacedByHasSuffix(v string) predicate.RefreshToken {
+	return predicate.RefreshToken(sql.FieldHasSuffix(FieldReplacedBy, v))
+}
+
+// ReplacedByIsNil applies the IsNil predicate on the "replaced_by" field.
+func ReplacedByIsNil() predicate.RefreshToken {
+	return predicate.RefreshToken(sql.FieldIsNull(FieldReplacedBy))
+}
+
+// ReplacedByNotNil applies the NotNil predicate on the "replaced_by" field.
+func ReplacedByNotNil() predicate.RefreshToken {
+	return predicate.RefreshToken(sql.FieldNotNull(FieldReplacedBy))
+}
+
+// ReplacedByEqualFold applies the EqualFold predicate on the "replaced_by" field.
+func ReplacedByEqualFold(v string) predicate.RefreshToken {
+	return predicate.RefreshToken(sql.FieldEqualFold(FieldReplacedBy, v))
+}
+
+// ReplacedByContainsFold applies the ContainsFold predicate on the "replaced_by" field.
+func ReplacedByContainsFold(v string) predicate.RefreshToken {
+	return predicate.RefreshToken(sql.FieldContainsFold(FieldReplacedBy, v))
 }
 
 // And groups predicates with the AND operator between them.

@@ -24,7 +24,10 @@ func (RefreshToken) Annotations() []schema.Annotation {
 	return []schema.Annotation{entsql.Annotation{Table: "RefreshTokens"}}
 }
 
-// Fields of RefreshTokens, in DiracX's column order.
+// Fields of RefreshTokens: DiracX's columns in its order, then authdb's two
+// nullable refresh-token family columns (see backend.RefreshToken), which
+// the migration adds to a DiracX-created table and which rows DiracX writes
+// leave NULL. Both have JTI's type.
 func (RefreshToken) Fields() []ent.Field {
 	return []ent.Field{
 		field.String("id").StorageKey("JTI").
@@ -35,13 +38,22 @@ func (RefreshToken) Fields() []ent.Field {
 			MaxLen(1024).SchemaType(varchar(1024)),
 		field.String("sub").StorageKey("Sub").
 			MaxLen(256).SchemaType(varchar(256)),
+		// FamilyID: the JTI of the family's first token (equal to JTI for a
+		// token InsertRefreshToken stored).
+		field.String("family_id").StorageKey("FamilyID").
+			Optional().Nillable().SchemaType(columnTypes["uuid"]),
+		// ReplacedBy: the JTI of the successor, set by the rotation.
+		field.String("replaced_by").StorageKey("ReplacedBy").
+			Optional().Nillable().SchemaType(columnTypes["uuid"]),
 	}
 }
 
-// Indexes of RefreshTokens, named as DiracX names them.
+// Indexes of RefreshTokens, named as DiracX names them, and authdb's index
+// on FamilyID (revoking a family).
 func (RefreshToken) Indexes() []ent.Index {
 	return []ent.Index{
 		index.Fields("sub").StorageKey("ix_RefreshTokens_Sub"),
 		index.Fields("status", "sub").StorageKey("index_status_sub"),
+		index.Fields("family_id").StorageKey("ix_RefreshTokens_FamilyID"),
 	}
 }
