@@ -85,7 +85,7 @@ type stmts struct {
 	insertDevice, validateUserCode, deviceIDToken, getDevice, updateDevice, consumeDevice stmt
 	insertAuth, authIDToken, authRedirect, getAuth, updateAuth, consumeAuth               stmt
 	insertToken, getToken, listTokens, listAll, revokeToken, revokeUser                   stmt
-	rotate, rotateInsert, tokenState, tokenScope                                          stmt
+	rotate, rotateInsert, tokenState, tokenScope, familyOf, revokeFamily                  stmt
 	cleanDevices, cleanAuths, cleanTokens                                                 stmt
 }
 
@@ -93,14 +93,15 @@ func (s *stmts) all() []*stmt {
 	return []*stmt{&s.insertDevice, &s.validateUserCode, &s.deviceIDToken, &s.getDevice, &s.updateDevice,
 		&s.consumeDevice, &s.insertAuth, &s.authIDToken, &s.authRedirect, &s.getAuth, &s.updateAuth,
 		&s.consumeAuth, &s.insertToken, &s.getToken, &s.listTokens, &s.listAll, &s.revokeToken,
-		&s.revokeUser, &s.rotate, &s.rotateInsert, &s.tokenState, &s.tokenScope, &s.cleanDevices, &s.cleanAuths,
+		&s.revokeUser, &s.rotate, &s.rotateInsert, &s.tokenState, &s.tokenScope, &s.familyOf, &s.revokeFamily,
+		&s.cleanDevices, &s.cleanAuths,
 		&s.cleanTokens}
 }
 
 const (
 	devCols   = `"UserCode","ClientID","Scope","DeviceCode","Status","CreationTime","IDToken"`
 	authCols  = `"UUID","ClientID","Scope","CodeChallenge","CodeChallengeMethod","RedirectURI","Code","Status","CreationTime","IDToken"`
-	tokenCols = `"JTI","Status","Scope","Sub"`
+	tokenCols = `"JTI","Status","Scope","Sub","FamilyID","ReplacedBy"`
 )
 
 // New returns a Store on db, an open pool of the given dialect configured
@@ -122,16 +123,24 @@ func New(ctx context.Context, db *sql.DB, dialect string, mode Mode, opts ...bac
 	set(&s.getAuth, `SELECT `+authCols+` FROM "AuthorizationFlows" WHERE "Code"=? AND "CreationTime">=?`)
 	set(&s.updateAuth, `UPDATE "AuthorizationFlows" SET "Status"=? WHERE "Code"=?`)
 	set(&s.consumeAuth, `UPDATE "AuthorizationFlows" SET "Status"='DONE' WHERE "Code"=? AND "Status"='READY' AND "CreationTime">=?`)
-	set(&s.insertToken, `INSERT INTO "RefreshTokens" ("JTI","Status","Scope","Sub") VALUES (?,'CREATED',?,?)`)
+	set(&s.insertToken, `INSERT INTO "RefreshTokens" ("JTI","Status","Scope","Sub","FamilyID") VALUES (?,'CREATED',?,?,?)`)
 	set(&s.getToken, `SELECT `+tokenCols+` FROM "RefreshTokens" WHERE "JTI"=?`)
 	set(&s.listTokens, `SELECT `+tokenCols+` FROM "RefreshTokens" WHERE "Status"='CREATED' AND "Sub"=? ORDER BY "JTI"`)
 	set(&s.listAll, `SELECT `+tokenCols+` FROM "RefreshTokens" ORDER BY "JTI"`)
 	set(&s.revokeToken, `UPDATE "RefreshTokens" SET "Status"='REVOKED' WHERE "JTI"=?`)
 	set(&s.revokeUser, `UPDATE "RefreshTokens" SET "Status"='REVOKED' WHERE "Status"='CREATED' AND "Sub"=?`)
-	set(&s.rotate, `UPDATE "RefreshTokens" SET "Status"='REVOKED' WHERE "JTI"=? AND "Status"='CREATED'`)
-	set(&s.rotateInsert, `INSERT INTO "RefreshTokens" ("JTI","Status","Scope","Sub") VALUES (?,'CREATED',?,?)`)
-	set(&s.tokenState, `SELECT "Status","Sub" FROM "RefreshTokens" WHERE "JTI"=?`)
-	set(&s.tokenScope, `SELECT "Scope","Sub" FROM "RefreshTokens" WHERE "JTI"=?`)
+	// Families: the rotation names the successor and gives it the old
+	// token's family; a family is "FamilyID"=f OR "JTI"=f (a DiracX-written
+	// first token has no FamilyID).
+	set(&s.rotate, `UPDATE "RefreshTokens" SET "Status"='REVOKED',"ReplacedBy"=?,"FamilyID"=COALESCE("FamilyID","JTI") WHERE "JTI"=? AND "Status"='CREATED'`)
+	if st.opts.FamilyLifetime > 0 {
+		s.rotate.q += ` AND COALESCE("FamilyID","JTI")>=?`
+	}
+	set(&s.rotateInsert, `INSERT INTO "RefreshTokens" ("JTI","Status","Scope","Sub","FamilyID") VALUES (?,'CREATED',?,?,?)`)
+	set(&s.tokenState, `SELECT t."Status",t."Scope",t."Sub",COALESCE(t."FamilyID",t."JTI"),t."FamilyID",t."ReplacedBy",s."Status" FROM "RefreshTokens" t LEFT JOIN "RefreshTokens" s ON s."JTI"=t."ReplacedBy" WHERE t."JTI"=?`)
+	set(&s.tokenScope, `SELECT "Scope","Sub","FamilyID" FROM "RefreshTokens" WHERE "JTI"=?`)
+	set(&s.familyOf, `SELECT COALESCE("FamilyID","JTI") FROM "RefreshTokens" WHERE "JTI"=?`)
+	set(&s.revokeFamily, `UPDATE "RefreshTokens" SET "Status"='REVOKED' WHERE "Status"='CREATED' AND ("FamilyID"=? OR "JTI"=?)`)
 	switch dialect {
 	case MySQL:
 		// Subjects compare exactly (a case-folding or PAD SPACE collation
@@ -146,7 +155,7 @@ func New(ctx context.Context, db *sql.DB, dialect string, mode Mode, opts ...bac
 		if st.mariadb = strings.Contains(strings.ToLower(version), "mariadb"); st.mariadb {
 			// No UPDATE ... RETURNING, but INSERT ... RETURNING: the new
 			// token copies the old one's subject and scope and returns them.
-			s.rotateInsert.q = `INSERT INTO "RefreshTokens" ("JTI","Status","Scope","Sub") SELECT ?,'CREATED',"Scope","Sub" FROM "RefreshTokens" WHERE "JTI"=? RETURNING "Scope","Sub"`
+			s.rotateInsert.q = `INSERT INTO "RefreshTokens" ("JTI","Status","Scope","Sub","FamilyID") SELECT ?,'CREATED',"Scope","Sub","FamilyID" FROM "RefreshTokens" WHERE "JTI"=? RETURNING "Scope","Sub","FamilyID"`
 		}
 		s.cleanDevices.q = `DELETE FROM "DeviceFlows" WHERE "CreationTime"<? ORDER BY "CreationTime","UserCode" LIMIT ?`
 		s.cleanAuths.q = `DELETE FROM "AuthorizationFlows" WHERE "CreationTime"<? ORDER BY "CreationTime","UUID" LIMIT ?`
@@ -162,7 +171,7 @@ func New(ctx context.Context, db *sql.DB, dialect string, mode Mode, opts ...bac
 		s.consumeDevice.q += ` RETURNING ` + devCols
 		s.consumeAuth.q += ` RETURNING ` + authCols
 		s.authIDToken.q += ` RETURNING "RedirectURI"`
-		s.rotate.q += ` RETURNING "Scope","Sub"`
+		s.rotate.q += ` RETURNING "Scope","Sub","FamilyID"`
 	case Postgres:
 		// One statement on every path: the conditional update, or, when it
 		// matched nothing, the row from the same snapshot to say why.
@@ -173,9 +182,9 @@ func New(ctx context.Context, db *sql.DB, dialect string, mode Mode, opts ...bac
 			`SELECT true,` + authCols + ` FROM u UNION ALL ` +
 			`SELECT false,` + authCols + ` FROM "AuthorizationFlows" WHERE "Code"=? AND "CreationTime">=? AND NOT EXISTS (SELECT 1 FROM u)`
 		s.authIDToken.q += ` RETURNING "RedirectURI"`
-		s.rotate.q = `WITH old AS (` + s.rotate.q + ` RETURNING "Scope","Sub"), ` +
-			`ins AS (INSERT INTO "RefreshTokens" ("JTI","Status","Scope","Sub") SELECT CAST(? AS uuid),'CREATED',"Scope","Sub" FROM old) ` +
-			`SELECT "Scope","Sub" FROM old`
+		s.rotate.q = `WITH old AS (` + s.rotate.q + ` RETURNING "Scope","Sub","FamilyID"), ` +
+			`ins AS (INSERT INTO "RefreshTokens" ("JTI","Status","Scope","Sub","FamilyID") SELECT CAST(? AS uuid),'CREATED',"Scope","Sub","FamilyID" FROM old) ` +
+			`SELECT "Scope","Sub","FamilyID" FROM old`
 	case MySQL:
 	default:
 		return nil, fmt.Errorf("baseline: unknown dialect %q", dialect)
@@ -334,6 +343,17 @@ func (d timeDest) parse(s string) error {
 }
 
 type uuidDest struct{ id *uuid.UUID }
+
+// nullUUIDDest scans a nullable UUID (FamilyID, ReplacedBy): NULL is uuid.Nil.
+type nullUUIDDest struct{ id *uuid.UUID }
+
+func (d nullUUIDDest) Scan(v any) error {
+	if v == nil {
+		*d.id = uuid.Nil
+		return nil
+	}
+	return uuidDest(d).Scan(v)
+}
 
 func (d uuidDest) Scan(v any) error {
 	var err error

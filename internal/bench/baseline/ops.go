@@ -491,7 +491,7 @@ func (st *Store) InsertRefreshToken(ctx context.Context, jti uuid.UUID, sub, sco
 		return fmt.Errorf("baseline: %s: %w", op, err)
 	}
 	err := retry(ctx, func() error {
-		_, err := st.exec(ctx, nil, &st.s.insertToken, st.idArg(jti), scope, sub)
+		_, err := st.exec(ctx, nil, &st.s.insertToken, st.idArg(jti), scope, sub, st.idArg(jti))
 		return err
 	})
 	if err != nil && sqldialect.IsDuplicate(err) {
@@ -512,7 +512,8 @@ func (st *Store) InsertRefreshToken(ctx context.Context, jti uuid.UUID, sub, sco
 type tokenRow struct{ t backend.RefreshToken }
 
 func (r *tokenRow) dest() []any {
-	return []any{uuidDest{&r.t.JTI}, (*string)(&r.t.Status), &r.t.Scope, &r.t.Sub}
+	return []any{uuidDest{&r.t.JTI}, (*string)(&r.t.Status), &r.t.Scope, &r.t.Sub,
+		nullUUIDDest{&r.t.FamilyID}, nullUUIDDest{&r.t.ReplacedBy}}
 }
 
 // GetRefreshToken implements backend.Backend: one SELECT.
@@ -614,8 +615,8 @@ func (st *Store) RevokeUserRefreshTokens(ctx context.Context, sub string) (int64
 // statement; SQLite: BEGIN IMMEDIATE, UPDATE ... RETURNING, INSERT, COMMIT;
 // MariaDB: BEGIN, conditional UPDATE, INSERT ... SELECT ... RETURNING,
 // COMMIT; MySQL 8: BEGIN, conditional UPDATE, SELECT, INSERT, COMMIT. When the
-// conditional update matches nothing, a SELECT says why (and a replay
-// revokes the subject's tokens).
+// conditional update matches nothing, a SELECT of the old token and its
+// successor says why (and a replay revokes the family or the subject).
 func (st *Store) RotateRefreshToken(ctx context.Context, oldJTI, newJTI uuid.UUID) (backend.RefreshToken, error) {
 	const op = "rotate refresh token"
 	if err := begin(ctx, op); err != nil {
@@ -624,10 +625,12 @@ func (st *Store) RotateRefreshToken(ctx context.Context, oldJTI, newJTI uuid.UUI
 	if err := backend.CheckJTI("new_jti", newJTI); err != nil {
 		return backend.RefreshToken{}, fmt.Errorf("baseline: %s: %w", op, err)
 	}
-	out := backend.RefreshToken{JTI: oldJTI, Status: backend.TokenRevoked}
+	bounds := st.opts.RotationBounds()
+	var out backend.RefreshToken
 	err := retry(ctx, func() error {
 		for {
-			err := st.rotateOnce(ctx, oldJTI, newJTI, &out)
+			out = backend.RefreshToken{JTI: oldJTI, Status: backend.TokenRevoked, ReplacedBy: newJTI}
+			err := st.rotateOnce(ctx, oldJTI, newJTI, bounds, &out)
 			if !errors.Is(err, errAgain) {
 				return err
 			}
@@ -642,14 +645,19 @@ func (st *Store) RotateRefreshToken(ctx context.Context, oldJTI, newJTI uuid.UUI
 	return out, nil
 }
 
-func (st *Store) rotateOnce(ctx context.Context, oldJTI, newJTI uuid.UUID, out *backend.RefreshToken) error {
+func (st *Store) rotateOnce(ctx context.Context, oldJTI, newJTI uuid.UUID, bounds backend.RotationBounds, out *backend.RefreshToken) error {
 	oldArg, newArg := st.idArg(oldJTI), st.idArg(newJTI)
+	args := []any{newArg, oldArg}
+	if st.opts.FamilyLifetime > 0 {
+		args = append(args, st.idArg(bounds.Family))
+	}
+	fam := nullUUIDDest{&out.FamilyID}
 	if st.dialect == Postgres {
-		found, err := st.row(ctx, nil, &st.s.rotate, []any{oldArg, newArg}, &out.Scope, &out.Sub)
+		found, err := st.row(ctx, nil, &st.s.rotate, append(args, newArg), &out.Scope, &out.Sub, fam)
 		if err != nil || found {
 			return err
 		}
-		return st.refused(ctx, oldArg, newArg, out)
+		return st.refused(ctx, oldJTI, newJTI, bounds, out)
 	}
 	tx, err := st.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -657,24 +665,24 @@ func (st *Store) rotateOnce(ctx context.Context, oldJTI, newJTI uuid.UUID, out *
 	}
 	var found bool
 	if st.dialect == SQLite {
-		found, err = st.row(ctx, tx, &st.s.rotate, []any{oldArg}, &out.Scope, &out.Sub)
+		found, err = st.row(ctx, tx, &st.s.rotate, args, &out.Scope, &out.Sub, fam)
 		if err == nil && found {
-			_, err = st.exec(ctx, tx, &st.s.rotateInsert, newArg, out.Scope, out.Sub)
+			_, err = st.exec(ctx, tx, &st.s.rotateInsert, newArg, out.Scope, out.Sub, st.idArg(out.FamilyID))
 		}
 	} else {
 		var n int64
-		n, err = st.exec(ctx, tx, &st.s.rotate, oldArg)
+		n, err = st.exec(ctx, tx, &st.s.rotate, args...)
 		found = n == 1
 		switch {
 		case err != nil || !found:
 		case st.mariadb:
-			// INSERT ... SELECT ... RETURNING: the copy and its subject and
-			// scope in one statement.
-			_, err = st.row(ctx, tx, &st.s.rotateInsert, []any{newArg, oldArg}, &out.Scope, &out.Sub)
+			// INSERT ... SELECT ... RETURNING: the copy and its subject,
+			// scope and family in one statement.
+			_, err = st.row(ctx, tx, &st.s.rotateInsert, []any{newArg, oldArg}, &out.Scope, &out.Sub, fam)
 		default:
 			// MySQL 8 has no RETURNING: read the row the UPDATE locked.
-			if _, err = st.row(ctx, tx, &st.s.tokenScope, []any{oldArg}, &out.Scope, &out.Sub); err == nil {
-				_, err = st.exec(ctx, tx, &st.s.rotateInsert, newArg, out.Scope, out.Sub)
+			if _, err = st.row(ctx, tx, &st.s.tokenScope, []any{oldArg}, &out.Scope, &out.Sub, fam); err == nil {
+				_, err = st.exec(ctx, tx, &st.s.rotateInsert, newArg, out.Scope, out.Sub, st.idArg(out.FamilyID))
 			}
 		}
 	}
@@ -688,39 +696,100 @@ func (st *Store) rotateOnce(ctx context.Context, oldJTI, newJTI uuid.UUID, out *
 		}
 		return err
 	}
-	return st.refused(ctx, oldArg, newArg, out)
+	return st.refused(ctx, oldJTI, newJTI, bounds, out)
 }
 
-// refused reads the old token after the conditional update matched nothing:
-// ErrNotFound, or a replay (ErrTokenReused after revoking the subject's
-// tokens), or errAgain when it reads CREATED (inserted after the update's
-// snapshot). A revoked old token whose successor newArg is stored with its
-// subject and scope is the caller's own retry of a rotation that happened:
-// a success (out filled in).
-func (st *Store) refused(ctx context.Context, oldArg, newArg string, out *backend.RefreshToken) error {
-	var old tokenRow
-	found, err := st.row(ctx, nil, &st.s.getToken, []any{oldArg}, old.dest()...)
+// refused reads the old token and its successor after the conditional
+// update matched nothing and decides, in the contract's order:
+// ErrNotFound; the caller's own retry (success); ErrExpired (family
+// lifetime); a grace-window convergence (success, out.ReplacedBy the
+// successor); a replay (ErrTokenReused after revoking the family or the
+// subject); errAgain when it reads CREATED (inserted after the update's
+// snapshot).
+func (st *Store) refused(ctx context.Context, oldJTI, newJTI uuid.UUID, bounds backend.RotationBounds, out *backend.RefreshToken) error {
+	var status, scope, sub string
+	var fam, familyID, replaced uuid.UUID
+	var succ sql.NullString
+	found, err := st.row(ctx, nil, &st.s.tokenState, []any{st.idArg(oldJTI)},
+		&status, &scope, &sub, uuidDest{&fam}, nullUUIDDest{&familyID}, nullUUIDDest{&replaced}, &succ)
 	if err != nil {
 		return err
 	}
 	if !found {
 		return fmt.Errorf("baseline: rotate refresh token: %w", backend.ErrNotFound)
 	}
-	status, sub := old.t.Status, old.t.Sub
-	if status != backend.TokenRevoked {
-		return errAgain
-	}
-	var nt tokenRow
-	if found, err := st.row(ctx, nil, &st.s.getToken, []any{newArg}, nt.dest()...); err != nil {
-		return err
-	} else if found && nt.t.Sub == sub && nt.t.Scope == old.t.Scope {
-		out.Scope, out.Sub = old.t.Scope, sub
+	revoked := status == string(backend.TokenRevoked)
+	success := func() error {
+		*out = backend.RefreshToken{JTI: oldJTI, Status: backend.TokenRevoked, Scope: scope, Sub: sub, FamilyID: familyID, ReplacedBy: replaced}
 		return nil
 	}
-	if _, err := st.exec(ctx, nil, &st.s.revokeUser, st.subArgs(sub)...); err != nil {
+	switch {
+	case revoked && replaced == newJTI:
+		return success()
+	case bounds.Expired(fam):
+		return fmt.Errorf("baseline: rotate refresh token: %w", backend.ErrExpired)
+	case !revoked:
+		return errAgain
+	case succ.String == string(backend.TokenCreated) && bounds.InGrace(replaced):
+		return success()
+	}
+	if st.opts.ReuseScope == backend.RevokeFamily && (familyID != uuid.Nil || replaced != uuid.Nil) {
+		_, err = st.revokeFamilyOf(ctx, fam)
+	} else {
+		_, err = st.exec(ctx, nil, &st.s.revokeUser, st.subArgs(sub)...)
+	}
+	if err != nil {
 		return err
 	}
 	return fmt.Errorf("baseline: rotate refresh token: %w", backend.ErrTokenReused)
+}
+
+// revokeFamilyOf revokes the CREATED tokens of family fam, repeating the
+// UPDATE until it changes nothing (on PostgreSQL an UPDATE that waited for
+// a concurrent rotation does not see the successor it inserted).
+func (st *Store) revokeFamilyOf(ctx context.Context, fam uuid.UUID) (int64, error) {
+	arg := st.idArg(fam)
+	var total int64
+	for range 5 {
+		n, err := st.exec(ctx, nil, &st.s.revokeFamily, arg, arg)
+		if err != nil {
+			return total, err
+		}
+		total += n
+		if n == 0 {
+			break
+		}
+	}
+	return total, nil
+}
+
+// RevokeRefreshTokenFamily implements backend.Backend: a SELECT of the
+// family id, then the family's UPDATE (until it changes nothing).
+func (st *Store) RevokeRefreshTokenFamily(ctx context.Context, jti uuid.UUID) (int64, error) {
+	const op = "revoke refresh token family"
+	if err := begin(ctx, op); err != nil {
+		return 0, err
+	}
+	var n int64
+	err := retry(ctx, func() error {
+		var fam uuid.UUID
+		found, err := st.row(ctx, nil, &st.s.familyOf, []any{st.idArg(jti)}, uuidDest{&fam})
+		if err != nil {
+			return err
+		}
+		if !found {
+			return fmt.Errorf("baseline: %s: %w", op, backend.ErrNotFound)
+		}
+		n, err = st.revokeFamilyOf(ctx, fam)
+		return err
+	})
+	if err != nil {
+		if isOutcome(err) {
+			return 0, err
+		}
+		return 0, fail(ctx, op, err)
+	}
+	return n, nil
 }
 
 // ---- clean-up ----
@@ -773,10 +842,4 @@ func (st *Store) clean(ctx context.Context, op string, p *stmt, bound any) (int6
 			return total, nil
 		}
 	}
-}
-
-// RevokeRefreshTokenFamily implements backend.Backend.
-// TODO(families): not implemented yet.
-func (st *Store) RevokeRefreshTokenFamily(ctx context.Context, jti uuid.UUID) (int64, error) {
-	return 0, fmt.Errorf("baseline: revoke refresh token family %s: %w", jti, backend.ErrUnsupported)
 }
