@@ -174,6 +174,8 @@ func TestUsageErrors(t *testing.T) {
 		{"--db", "memory://", "tokens", "revoke"},
 		{"--db", "memory://", "tokens", "revoke", "--sub", "a", "--jti", uuid.NewString()},
 		{"--db", "memory://", "tokens", "revoke", "--jti", "not-a-uuid"},
+		{"--db", "memory://", "tokens", "revoke", "--family", "not-a-uuid"},
+		{"--db", "memory://", "tokens", "revoke", "--family", uuid.NewString(), "--sub", "a"},
 		{"--db", "memory://", "partitions", "--retention-months", "0"},
 		{"--db", "memory://", "migrate", "extra"},
 	} {
@@ -331,7 +333,7 @@ func TestTokens(t *testing.T) {
 		}
 
 		out := ok(t, dbURL, "tokens", "list")
-		wantContains(t, "tokens list", out, "JTI", "STATUS", a1.String(), a2.String(), b1.String())
+		wantContains(t, "tokens list", out, "JTI", "STATUS", "FAMILY", a1.String(), a2.String(), b1.String())
 		var listed []tokenJSON
 		if err := json.Unmarshal([]byte(ok(t, dbURL, "tokens", "list", "--sub", "alice", "--json")), &listed); err != nil {
 			t.Fatalf("tokens list --json: %v", err)
@@ -339,6 +341,9 @@ func TestTokens(t *testing.T) {
 		if len(listed) != 2 || listed[0].JTI != a1.String() || listed[1].JTI != a2.String() ||
 			listed[0].Sub != "alice" || listed[0].Status != "CREATED" || listed[0].Scope != "openid profile" {
 			t.Fatalf("tokens list --sub alice --json = %+v", listed)
+		}
+		if listed[0].Family != a1.String() || listed[0].ReplacedBy != "" {
+			t.Errorf("family %q, replaced_by %q; want %s (its own family's first token) and none", listed[0].Family, listed[0].ReplacedBy, a1)
 		}
 		if d := listed[0].Created.Sub(backend.UUIDv7Time(a1)); d != 0 {
 			t.Errorf("created = %v, want the JTI's time %v", listed[0].Created, backend.UUIDv7Time(a1))
@@ -355,6 +360,27 @@ func TestTokens(t *testing.T) {
 			t.Errorf("tokens list --json with no tokens = %q, want []", out)
 		}
 		wantContains(t, "list --sub bob", ok(t, dbURL, "tokens", "list", "--sub", "bob"), b1.String())
+
+		// One session of bob's: b1 rotated into b2; another, b3.
+		b2, b3 := jtiAt(t, now), jtiAt(t, now)
+		if _, err := b.RotateRefreshToken(ctx, b1, b2); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.InsertRefreshToken(ctx, b3, "bob", "openid"); err != nil {
+			t.Fatal(err)
+		}
+		wantContains(t, "list (rotated)", ok(t, dbURL, "tokens", "list", "--sub", "bob", "--json"),
+			`"family": "`+b1.String()+`"`)
+		wantContains(t, "revoke --family", ok(t, dbURL, "tokens", "revoke", "--family", b1.String()),
+			"revoked 1 refresh token(s) of the family of "+b1.String())
+		if tok, err := b.GetRefreshToken(ctx, b2); err != nil || tok.Status != backend.TokenRevoked {
+			t.Errorf("after revoke --family: %+v, %v", tok, err)
+		}
+		wantContains(t, "list --sub bob after --family", ok(t, dbURL, "tokens", "list", "--sub", "bob"), b3.String())
+		if r := cli(t, nil, "--db", dbURL, "tokens", "revoke", "--family", jtiAt(t, now).String()); r.code != exitFailure ||
+			!strings.Contains(r.stderr, "no refresh token") {
+			t.Errorf("revoke --family of an unknown JTI: exit %d, stderr %q", r.code, r.stderr)
+		}
 
 		r := cli(t, nil, "--db", dbURL, "tokens", "revoke", "--jti", jtiAt(t, now).String())
 		if r.code != exitFailure || !strings.Contains(r.stderr, "no refresh token") {

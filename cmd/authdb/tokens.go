@@ -18,11 +18,12 @@ import (
 
 const tokensUsage = `Usage:
   authdb [--db URL] tokens list [--sub S] [--json]
-  authdb [--db URL] tokens revoke (--jti J | --sub S)
+  authdb [--db URL] tokens revoke (--jti J | --family J | --sub S)
 
 list    lists refresh tokens: with --sub, that subject's live (not revoked)
         tokens; without, every token of every subject, revoked ones included.
-revoke  revokes one token (--jti) or every token of a subject (--sub), and
+revoke  revokes one token (--jti), every token of one login session (the
+        family of --family), or every token of a subject (--sub), and
         prints what changed.
 
 Run 'authdb tokens list --help' or 'authdb tokens revoke --help' for flags.
@@ -33,14 +34,21 @@ const tokensListUsage = `Usage: authdb [--db URL] tokens list [--sub S] [--json]
 Lists refresh tokens, oldest first: with --sub, that subject's live (not
 revoked) tokens; without, every token of every subject, revoked ones included
 (the administrator's view). CREATED is the time in the JTI (a UUIDv7).
-With --json: a JSON array of {"jti","sub","scope","status","created"}.
+FAMILY is the token's login session: the JTI of its first token (a token
+rotation gives the new token its predecessor's family; a token written by
+DiracX is its own family's first).
+With --json: a JSON array of {"jti","sub","scope","status","created",
+"family","replaced_by"}; replaced_by (the successor a rotation made) is
+left out when there is none.
 `
 
-const tokensRevokeUsage = `Usage: authdb [--db URL] tokens revoke (--jti J | --sub S)
+const tokensRevokeUsage = `Usage: authdb [--db URL] tokens revoke (--jti J | --family J | --sub S)
 
-Revokes one refresh token by its JTI, or every token of a subject; exactly one
-of --jti and --sub. Revoking a revoked token changes nothing and is not an
-error; an unknown JTI is. Prints what changed.
+Revokes one refresh token by its JTI; or, with --family, every token of the
+family (login session) of the token J, any of its tokens (signs out one
+session, the subject's other sessions stay); or every token of a subject.
+Exactly one of --jti, --family and --sub. Revoking a revoked token changes
+nothing and is not an error; an unknown JTI is. Prints what changed.
 `
 
 func runTokens(ctx context.Context, a *app, args []string) error {
@@ -69,6 +77,19 @@ type tokenJSON struct {
 	Scope   string    `json:"scope"`
 	Status  string    `json:"status"`
 	Created time.Time `json:"created"`
+	Family  string    `json:"family"`
+	// ReplacedBy is the successor's JTI; "" (left out) when none.
+	ReplacedBy string `json:"replaced_by,omitempty"`
+}
+
+// newTokenJSON is t as 'tokens list --json' prints it.
+func newTokenJSON(t backend.RefreshToken) tokenJSON {
+	j := tokenJSON{JTI: t.JTI.String(), Sub: t.Sub, Scope: t.Scope, Status: string(t.Status),
+		Created: backend.UUIDv7Time(t.JTI), Family: backend.FamilyOf(t).String()}
+	if t.ReplacedBy != uuid.Nil {
+		j.ReplacedBy = t.ReplacedBy.String()
+	}
+	return j
 }
 
 func runTokensList(ctx context.Context, a *app, args []string) error {
@@ -111,7 +132,7 @@ func printTokensJSON(w io.Writer, toks iter.Seq2[backend.RefreshToken, error]) e
 			sep = "[\n  "
 		}
 		n++
-		js, err := json.MarshalIndent(tokenJSON{t.JTI.String(), t.Sub, t.Scope, string(t.Status), backend.UUIDv7Time(t.JTI)}, "  ", "  ")
+		js, err := json.MarshalIndent(newTokenJSON(t), "  ", "  ")
 		if err != nil {
 			return err
 		}
@@ -138,14 +159,14 @@ func printTokens(w io.Writer, toks iter.Seq2[backend.RefreshToken, error]) error
 	var first []backend.RefreshToken
 	subWidth := len("SUB")
 	row := func(t backend.RefreshToken) {
-		fmt.Fprintf(bw, "%-36s  %-20s  %-7s  %-*s  %s\n", t.JTI, backend.UUIDv7Time(t.JTI).Format(time.RFC3339),
-			t.Status, subWidth, t.Sub, t.Scope)
+		fmt.Fprintf(bw, "%-36s  %-20s  %-7s  %-36s  %-*s  %s\n", t.JTI, backend.UUIDv7Time(t.JTI).Format(time.RFC3339),
+			t.Status, backend.FamilyOf(t), subWidth, t.Sub, t.Scope)
 	}
 	header := func() {
 		for _, t := range first {
 			subWidth = max(subWidth, utf8.RuneCountInString(t.Sub))
 		}
-		fmt.Fprintf(bw, "%-36s  %-20s  %-7s  %-*s  %s\n", "JTI", "CREATED", "STATUS", subWidth, "SUB", "SCOPE")
+		fmt.Fprintf(bw, "%-36s  %-20s  %-7s  %-36s  %-*s  %s\n", "JTI", "CREATED", "STATUS", "FAMILY", subWidth, "SUB", "SCOPE")
 		for _, t := range first {
 			row(t)
 		}
@@ -182,18 +203,27 @@ func printTokens(w io.Writer, toks iter.Seq2[backend.RefreshToken, error]) error
 func runTokensRevoke(ctx context.Context, a *app, args []string) error {
 	fs := a.newFlagSet("tokens revoke", tokensRevokeUsage)
 	jtiFlag := fs.String("jti", "", "revoke the token with this `JTI` (a UUID)")
+	familyFlag := fs.String("family", "", "revoke every token of the family (login session) of the token with this `JTI`")
 	sub := fs.String("sub", "", "revoke every token of this `subject`")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if (*jtiFlag == "") == (*sub == "") {
-		return usageErrorf("give exactly one of --jti and --sub")
+	given := 0
+	for _, f := range []string{*jtiFlag, *familyFlag, *sub} {
+		if f != "" {
+			given++
+		}
+	}
+	if given != 1 {
+		return usageErrorf("give exactly one of --jti, --family and --sub")
 	}
 	var jti uuid.UUID
-	if *jtiFlag != "" {
-		var err error
-		if jti, err = uuid.Parse(*jtiFlag); err != nil {
-			return usageErrorf("--jti %q is not a UUID", *jtiFlag)
+	for name, f := range map[string]string{"--jti": *jtiFlag, "--family": *familyFlag} {
+		if f != "" {
+			var err error
+			if jti, err = uuid.Parse(f); err != nil {
+				return usageErrorf("%s %q is not a UUID", name, f)
+			}
 		}
 	}
 	b, err := a.open(ctx, backend.WithoutMigration())
@@ -209,6 +239,17 @@ func runTokensRevoke(ctx context.Context, a *app, args []string) error {
 			return schemaHint(fmt.Errorf("%s: revoke tokens of %q: %w", where, *sub, err))
 		}
 		fmt.Fprintf(a.stdout, "revoked %d refresh token(s) of %q\n", n, *sub)
+		return nil
+	}
+	if *familyFlag != "" {
+		n, err := b.RevokeRefreshTokenFamily(ctx, jti)
+		if errors.Is(err, backend.ErrNotFound) {
+			return fmt.Errorf("no refresh token %s on %s", jti, where)
+		}
+		if err != nil {
+			return schemaHint(fmt.Errorf("%s: revoke the family of refresh token %s: %w", where, jti, err))
+		}
+		fmt.Fprintf(a.stdout, "revoked %d refresh token(s) of the family of %s\n", n, jti)
 		return nil
 	}
 	before, err := b.GetRefreshToken(ctx, jti)

@@ -89,7 +89,7 @@ func explainCases() []explainCase {
 				baseline.Postgres: `Index Scan using "\w+" on "DeviceFlows" .*\n\s*Index Cond: \(+"DeviceCode"`,
 				baseline.MySQL:    `DeviceFlows const DeviceCode`,
 			}},
-		{name: "GetRefreshToken (primary key)", pick: "SELECT \"JTI\",\"Status\",\"Scope\",\"Sub\" FROM \"RefreshTokens\" WHERE \"JTI\"",
+		{name: "GetRefreshToken (primary key)", pick: "SELECT \"JTI\",\"Status\",\"Scope\",\"Sub\",\"FamilyID\",\"ReplacedBy\" FROM \"RefreshTokens\" WHERE \"JTI\"",
 			call: func(ctx context.Context, b backend.Backend) error {
 				ts, err := b.GetUserRefreshTokens(ctx, ListSubject)
 				if err != nil || len(ts) == 0 {
