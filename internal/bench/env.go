@@ -172,6 +172,8 @@ type EnvConfig struct {
 	// Unpartitioned: on MySQL/MariaDB, RefreshTokens stays unpartitioned
 	// (the migration's partitioning is removed while the table is empty).
 	Unpartitioned bool
+	// Options are given to both implementations (after the clock).
+	Options []backend.Option
 }
 
 // NewEnv makes an engine's environment with the default configuration
@@ -217,7 +219,7 @@ func NewEnvConfig(tb testing.TB, engine string, mode baseline.Mode, cfg EnvConfi
 	// kill-on-cancel, SQLite busy handling), its connector counted.
 	a := &Impl{Name: "authdb", Clock: &Clock{}, Count: &Counter{}, Dialect: dialect}
 	a.B, err = sqlbackend.OpenWrapped(ctx, rawURL, func(c driver.Connector) driver.Connector { return Count(c, a.Count) },
-		implOptions(a.Clock, append(poolOpts, backend.WithoutMigration())...)...)
+		implOptions(a.Clock, append(append(poolOpts, backend.WithoutMigration()), cfg.Options...)...)...)
 	if err != nil {
 		tb.Fatalf("bench: open authdb on %s: %v", engine, err)
 	}
@@ -228,7 +230,7 @@ func NewEnvConfig(tb testing.TB, engine string, mode baseline.Mode, cfg EnvConfi
 	if cfg.MaxOpenConns > 0 {
 		pool.SetMaxOpenConns(cfg.MaxOpenConns)
 	}
-	st, err := baseline.New(ctx, pool, dialect, mode, implOptions(bl.Clock)...)
+	st, err := baseline.New(ctx, pool, dialect, mode, implOptions(bl.Clock, cfg.Options...)...)
 	if err != nil {
 		tb.Fatalf("bench: open baseline on %s: %v", engine, err)
 	}
