@@ -184,7 +184,8 @@ type Backend interface {
 	// exactly one succeeds.
 	ConsumeAuthorizationFlow(ctx context.Context, code string, maxValidity time.Duration) (AuthorizationFlow, error)
 
-	// InsertRefreshToken stores a CREATED token. A JTI that exists:
+	// InsertRefreshToken stores a CREATED token, the first of its own
+	// family (FamilyID = jti, ReplacedBy none). A JTI that exists:
 	// ErrAlreadyExists, unless the stored row is CREATED with the same sub
 	// and scope (the caller's own retry): nil. The nil UUID or a JTI that is not a UUIDv7, an empty
 	// sub, sub over 256 or scope over 1024 characters: ErrInvalidInput.
@@ -220,6 +221,19 @@ type Backend interface {
 	// exist (ErrAlreadyExists; nothing written). Of N concurrent rotations of
 	// one token exactly one succeeds, the others get ErrTokenReused, and
 	// afterwards the subject has no live token.
+	//
+	// Families (families.go, docs/families.md): the rotation sets the old
+	// token's ReplacedBy to newJTI and gives newJTI the old token's family
+	// (FamilyID, or its JTI when it has none, which is written into it too).
+	// In this order: unknown old, ErrNotFound; old REVOKED with ReplacedBy ==
+	// newJTI (the caller's own retry), success, nothing written; a family
+	// started more than WithFamilyLifetime ago, ErrExpired, nothing written;
+	// old CREATED, the rotation; old REVOKED whose successor is CREATED and
+	// was made less than WithRotationGrace ago, success, nothing written,
+	// the returned record's ReplacedBy is that successor (hand it out);
+	// otherwise a replay: WithReuseScope(RevokeFamily) revokes the old
+	// token's family only (the subject when FamilyFollowable is false),
+	// the default every token of the subject, and ErrTokenReused.
 	RotateRefreshToken(ctx context.Context, oldJTI, newJTI uuid.UUID) (RefreshToken, error)
 
 	// RevokeRefreshTokenFamily revokes every token of the family of jti (signs

@@ -490,7 +490,7 @@ func (b *Backend) InsertRefreshToken(ctx context.Context, jti uuid.UUID, sub, sc
 	}
 	defer b.mu.Unlock()
 	if si, i, ok := b.tokens.lookup(jti); ok {
-		if b.tokens.record(si, i) == (backend.RefreshToken{JTI: jti, Status: backend.TokenCreated, Scope: scope, Sub: sub, FamilyID: jti}) {
+		if r := b.tokens.record(si, i); r.Status == backend.TokenCreated && r.Sub == sub && r.Scope == scope {
 			return nil // an identical row: the caller's own retry
 		}
 		return fmt.Errorf("authdb: %s %s: %w", op, jti, backend.ErrAlreadyExists)
