@@ -65,6 +65,12 @@ func (b *Backend) wrap(ctx context.Context, op string, err error) error {
 	if isWsrepNotReady(err) {
 		return fmt.Errorf("authdb: %s on %s: %v: %w", op, b.where, errGaleraNotReady, err)
 	}
+	if b.galera && isLockWaitTimeout(err) && errors.Is(b.galeraReady(ctx), errGaleraNotReady) {
+		// A causal read on a node cut off from the majority waits
+		// repl.causal_read_timeout, then fails with 1205: not a lock
+		// conflict worth retrying (galera.go).
+		return fmt.Errorf("authdb: %s on %s: %w (%v)", op, b.where, errGaleraNotReady, err)
+	}
 	return fmt.Errorf("authdb: %s on %s: %w", op, b.where, err)
 }
 

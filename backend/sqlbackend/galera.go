@@ -116,6 +116,16 @@ func isWsrepNotReady(err error) bool {
 	return errors.As(err, &myErr) && myErr.Number == errWsrepNotReady
 }
 
+// isLockWaitTimeout reports whether err is MySQL's 1205. On a Galera node
+// outside the primary component, a causal statement waits
+// repl.causal_read_timeout (30 s by default) and then fails with it; wrap
+// then asks wsrep_ready and returns errGaleraNotReady, which is not
+// retried.
+func isLockWaitTimeout(err error) bool {
+	var myErr *mysql.MySQLError
+	return errors.As(err, &myErr) && myErr.Number == 1205
+}
+
 // galeraReady is Ping's check on a Galera node: wsrep_ready must be ON (the
 // node is in the primary component and accepts queries). A node cut off
 // from the majority still answers a plain ping.

@@ -566,6 +566,17 @@ func testGaleraNonPrimary(t *testing.T, g *testserver.Galera) {
 		t.Errorf("a call on a node outside the primary component: %v; want the 1047 error, named", err)
 	}
 	t.Logf("call: %v", err)
+	// With authdb's causal session, the statement first waits for
+	// causality (repl.causal_read_timeout, 5 s in the harness) and fails
+	// with 1205: reported as the node's state, not retried as a lock wait.
+	ctx, cancel = context.WithTimeout(t.Context(), 40*time.Second)
+	begin := time.Now()
+	_, err = b.GetRefreshToken(ctx, uuid.Must(uuid.NewV7()))
+	cancel()
+	if err == nil || !strings.Contains(err.Error(), "primary component") || time.Since(begin) > 15*time.Second {
+		t.Errorf("a causal call on a node outside the primary component: %v after %v; want the node's state named, after one causal wait", err, time.Since(begin).Round(time.Millisecond))
+	}
+	t.Logf("causal call: %v (after %v)", err, time.Since(begin).Round(time.Millisecond))
 	thaw()
 	// The node rejoins: Ping succeeds again.
 	deadline = time.Now().Add(60 * time.Second)

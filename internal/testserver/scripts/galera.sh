@@ -14,7 +14,11 @@
 #   galera.sh kill DIR N    SIGKILL node N
 #
 # Root connects from 127.0.0.1 without a password; the database "test"
-# exists. Installs galera-4 and rsync (apt-get) when they are missing.
+# exists. Causality settings are the server's defaults (wsrep_sync_wait=0);
+# the failure-detection timeouts are short (suspect 3 s) and a causal read
+# on a node outside the primary component gives up after 5 s (the default
+# repl.causal_read_timeout is 30 s), so that the tests that cut nodes off
+# stay short. Installs galera-4 and rsync (apt-get) when they are missing.
 set -euo pipefail
 
 PROVIDER=${GALERA_PROVIDER:-/usr/lib/galera/libgalera_smm.so}
@@ -104,7 +108,7 @@ wsrep_node_address=127.0.0.1:${GCP[$n]}
 wsrep_node_incoming_address=127.0.0.1:${SQLP[$n]}
 wsrep_sst_method=rsync
 wsrep_sst_receive_address=127.0.0.1:${SSTP[$n]}
-wsrep_provider_options="gmcast.listen_addr=tcp://127.0.0.1:${GCP[$n]};ist.recv_addr=127.0.0.1:${ISTP[$n]};gcache.size=32M;evs.suspect_timeout=PT3S;evs.inactive_timeout=PT6S;evs.install_timeout=PT5S;evs.keepalive_period=PT0.5S;pc.announce_timeout=PT1S"
+wsrep_provider_options="gmcast.listen_addr=tcp://127.0.0.1:${GCP[$n]};ist.recv_addr=127.0.0.1:${ISTP[$n]};gcache.size=32M;evs.suspect_timeout=PT3S;evs.inactive_timeout=PT6S;evs.install_timeout=PT5S;evs.keepalive_period=PT0.5S;pc.announce_timeout=PT1S;repl.causal_read_timeout=PT5S"
 wsrep_slave_threads=2
 CNF
 }
