@@ -75,16 +75,6 @@ func docCommands(t *testing.T) []docCommand {
 	return cmds
 }
 
-// withoutEnv drops the leading NAME=value assignments of a command line
-// ("AUTHDB_TEST_CLUSTERS=1 go test ..." is "go test ...").
-func withoutEnv(line string) string {
-	f := strings.Fields(line)
-	for len(f) > 0 && regexp.MustCompile(`^[A-Z_][A-Z0-9_]*=\S*$`).MatchString(f[0]) {
-		f = f[1:]
-	}
-	return strings.Join(f, " ")
-}
-
 // shellFields splits a command line as sh would for these simple lines:
 // spaces separate words, single quotes group.
 func shellFields(s string) []string {
@@ -140,6 +130,12 @@ func TestDocsCommands(t *testing.T) {
 	for _, c := range docCommands(t) {
 		began := time.Now()
 		f := shellFields(c.line)
+		for len(f) > 1 && envAssign.MatchString(f[0]) {
+			f = f[1:] // VAR=value before the command
+		}
+		if len(f) == 0 {
+			continue
+		}
 		what := c.file + ": " + c.line
 		switch {
 		case f[0] == "authdb":
@@ -221,8 +217,8 @@ func TestDocsCommands(t *testing.T) {
 			default:
 				t.Errorf("%s: neither run by .ci/run nor checked here", what)
 			}
-		case f[0] == "go" && f[1] == "test" || strings.HasPrefix(withoutEnv(c.line), "go test "):
-			goTestCommand(t, what, withoutEnv(c.line), ci)
+		case f[0] == "go" && len(f) > 1 && f[1] == "test":
+			goTestCommand(t, what, f, ci)
 		case c.line == "go install ./cmd/authdb", c.line == "go run ./cmd/authdb ...":
 			// TestMain builds ./cmd/authdb as go install does.
 		case strings.HasPrefix(c.line, "CGO_ENABLED=0 go build"):
@@ -245,6 +241,9 @@ func TestDocsCommands(t *testing.T) {
 		}
 	}
 }
+
+// envAssign is a VAR=value word before a command.
+var envAssign = regexp.MustCompile(`^[A-Z_][A-Z0-9_]*=`)
 
 // errorLine is the start of the CLI's error messages: "authdb migrate: ",
 // "authdb tokens list: ", "authdb: ".
@@ -305,30 +304,34 @@ func benchFlags(t *testing.T, what string, flags []string) {
 
 // goTestCommand: the package exists and has what -run, -bench or -fuzz
 // names; a fuzz target or the 1M listing is one .ci/run runs.
-func goTestCommand(t *testing.T, what, line, ci string) {
+func goTestCommand(t *testing.T, what string, f []string, ci string) {
 	t.Helper()
-	f := shellFields(line)
-	var pkg, fn string
+	var pkg, pattern string
 	for i, a := range f {
 		switch {
 		case strings.HasPrefix(a, "./"):
 			pkg = a
 		case (a == "-fuzz" || a == "-bench" || a == "-run") && i+1 < len(f) && f[i+1] != "^$":
-			fn = strings.Trim(strings.SplitN(f[i+1], "/", 2)[0], "^$")
+			pattern = f[i+1]
 		}
 	}
-	if pkg == "" || fn == "" {
+	if pkg == "" || pattern == "" {
 		t.Errorf("%s: no package or no test named", what)
 		return
 	}
 	srcs, _ := filepath.Glob(filepath.Join(repoRoot, pkg, "*_test.go"))
-	found := false
+	var all strings.Builder
 	for _, s := range srcs {
 		b, _ := os.ReadFile(s)
-		found = found || regexp.MustCompile(`func (Test|Benchmark|Fuzz)?`+regexp.QuoteMeta(strings.TrimPrefix(strings.TrimPrefix(strings.TrimPrefix(fn, "Test"), "Benchmark"), "Fuzz"))+`\(`).Match(b)
+		all.Write(b)
 	}
-	if !found {
-		t.Errorf("%s: %s has no %s", what, pkg, fn)
+	fn := ""
+	for _, alt := range strings.Split(pattern, "|") {
+		fn = strings.Trim(strings.SplitN(alt, "/", 2)[0], "^$")
+		name := strings.TrimPrefix(strings.TrimPrefix(strings.TrimPrefix(fn, "Test"), "Benchmark"), "Fuzz")
+		if !regexp.MustCompile(`func (Test|Benchmark|Fuzz)?` + regexp.QuoteMeta(name) + `\(`).MatchString(all.String()) {
+			t.Errorf("%s: %s has no %s", what, pkg, fn)
+		}
 	}
 	if strings.HasPrefix(fn, "Fuzz") && !strings.Contains(ci, "fuzz "+pkg+" "+fn) {
 		t.Errorf("%s: .ci/run does not run the fuzz target %s", what, fn)
