@@ -65,3 +65,22 @@ func TestNoEngineReason(t *testing.T) {
 	}
 	t.Log(err)
 }
+
+// TestSkipReason: with no variable, nothing on the default address and no
+// Docker engine, the reason names the engine, why and how to enable it, in
+// the form internal/testsummary reads.
+func TestSkipReason(t *testing.T) {
+	if dockerEngine() == nil {
+		t.Skip("a Docker engine is running here: the fallback would start a container")
+	}
+	t.Setenv(EnvPostgres, "")
+	saved := DefaultPostgresURLs
+	DefaultPostgresURLs = []string{"postgres://postgres@127.0.0.1:1/test?sslmode=disable"}
+	defer func() { DefaultPostgresURLs = saved }()
+	_, err := findServer(Postgres)
+	want := "testdb: no postgres server (AUTHDB_TEST_POSTGRES_URL unset; nothing listens on 127.0.0.1:1; no Docker engine running: "
+	if err == nil || !strings.HasPrefix(err.Error(), want) ||
+		!strings.HasSuffix(err.Error(), "): set AUTHDB_TEST_POSTGRES_URL or start PostgreSQL on 127.0.0.1:5432") {
+		t.Fatalf("findServer: %v\nwant %q...", err, want)
+	}
+}
