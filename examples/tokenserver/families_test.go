@@ -6,28 +6,16 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"net/http"
 	"net/url"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
 	"golang.org/x/oauth2"
 
 	"github.com/authdb/authdb/backend"
 )
-
-// requireFamilies skips while the store's families are stubs (the families
-// work lands backend by backend).
-func requireFamilies(t *testing.T, e *env) {
-	t.Helper()
-	id, _ := uuid.NewV7()
-	if _, err := e.store.RevokeRefreshTokenFamily(t.Context(), id); errors.Is(err, backend.ErrUnsupported) {
-		t.Skip("this backend has no refresh-token families yet (RevokeRefreshTokenFamily: ErrUnsupported)")
-	}
-}
 
 func TestRefreshRotation(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
@@ -53,7 +41,6 @@ func TestRefreshRotation(t *testing.T) {
 // succeed, all get the same new token, and one token is live afterwards.
 func TestConcurrentRefreshesConverge(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
-		requireFamilies(t, e)
 		tok := e.codeLogin("jack")
 		const n = 8
 		var wg sync.WaitGroup
@@ -90,7 +77,6 @@ func TestConcurrentRefreshesConverge(t *testing.T) {
 // revokes that session only; the user's other session stays live.
 func TestReplayAfterGraceRevokesSessionOnly(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
-		requireFamilies(t, e)
 		other := e.deviceLogin(e.conf, "kim") // another session of the same user
 		first := e.codeLogin("kim")
 		second, err := e.refresh(e.conf, first.RefreshToken)
@@ -121,7 +107,6 @@ func TestReplayAfterGraceRevokesSessionOnly(t *testing.T) {
 // invalid token change nothing and get 200.
 func TestRevocation(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
-		requireFamilies(t, e)
 		a := e.codeLogin("lea")
 		b := e.deviceLogin(e.conf, "lea")
 		revoke := func(clientID, token string) {
@@ -165,7 +150,6 @@ func TestRevocation(t *testing.T) {
 // started, even after that session rotated; other sessions stay.
 func TestCodeReplayRevokesSession(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
-		requireFamilies(t, e)
 		other := e.deviceLogin(e.conf, "mia")
 		verifier := oauth2.GenerateVerifier()
 		code := e.authorizationCode(verifier, "mia")
