@@ -129,7 +129,7 @@ func retry(ctx context.Context, busyBudget time.Duration, logger *slog.Logger, f
 			}
 			d = connWait/2 + jitter(connWait/2)
 			connWait = min(2*connWait, maxConnBackoff)
-		} else if isRetryable(err) && !IsTransient(err) && lost < maxLostAttempts {
+		} else if isRetryable(err) && !IsTransient(err) && !isDialError(err) && lost < maxLostAttempts {
 			// A connection lost by an attempt that certainly did not apply:
 			// the pool may hold many a restarted server closed; each such
 			// attempt discards one. No back-off: a new connection is tried.
@@ -214,6 +214,13 @@ func isConnLost(err error) bool {
 	}
 	var opErr *net.OpError
 	return errors.As(err, &opErr)
+}
+
+// isDialError reports whether err is a failure to connect (the server is
+// down or refuses): retried with back-off, not at once.
+func isDialError(err error) bool {
+	var opErr *net.OpError
+	return errors.As(err, &opErr) && opErr.Op == "dial"
 }
 
 // jitter returns a uniformly drawn duration in [0, max] (crypto/rand: the

@@ -157,6 +157,9 @@ func (b *Backend) settle(ctx context.Context, op string, p *probe, err error, id
 // context has ended, and the driver's error.
 func outcomeUnknown(ctx context.Context, op string, err error) error {
 	if ctxErr := ctx.Err(); ctxErr != nil {
+		if errors.Is(err, ctxErr) {
+			return fmt.Errorf("authdb: %s: %w: %w", op, backend.ErrOutcomeUnknown, err)
+		}
 		return fmt.Errorf("authdb: %s: %w (%w): %w", op, backend.ErrOutcomeUnknown, ctxErr, err)
 	}
 	return fmt.Errorf("authdb: %s: %w: %w", op, backend.ErrOutcomeUnknown, err)
