@@ -40,6 +40,10 @@ type idConnector struct {
 }
 
 func (c idConnector) Connect(ctx context.Context) (driver.Conn, error) {
+	var s *sock // PostgreSQL: filled in by pgDialer
+	if c.pg {
+		ctx = context.WithValue(ctx, sockSlot{}, &s)
+	}
 	dc, err := c.Connector.Connect(ctx)
 	if err != nil {
 		return nil, err
@@ -56,7 +60,7 @@ func (c idConnector) Connect(ctx context.Context) (driver.Conn, error) {
 		dc.Close()
 		return nil, err
 	}
-	return &idConn{conn: dc, id: id, server: server, pg: c.pg}, nil
+	return &idConn{conn: dc, id: id, server: server, pg: c.pg, sock: s}, nil
 }
 
 // The server instance a session runs on, read with its id: a session id
@@ -116,6 +120,7 @@ type idConn struct {
 	id     uint64
 	server string // the session's server instance (mysqlServer, pgServer)
 	pg     bool
+	sock   *sock // PostgreSQL's socket (sock.go); nil when not dialled by pgDialer
 	// lost: a sent statement lost the connection; last: the context of the
 	// last statement. A connection that lost a statement, or whose last
 	// statement's context ended (its reply may still be on the way), is
@@ -180,8 +185,12 @@ func (c *idConn) QueryContext(ctx context.Context, query string, args []driver.N
 
 func (c *idConn) Ping(ctx context.Context) error { return c.conn.(driver.Pinger).Ping(ctx) }
 
+// ResetSession is asked when the pool hands the idle connection out
+// again: a PostgreSQL connection the server closed meanwhile is refused
+// here, before any statement is sent on it (sock.go).
 func (c *idConn) ResetSession(ctx context.Context) error {
-	if c.lost.Load() {
+	if c.lost.Load() || (c.sock != nil && c.sock.idleDead()) {
+		c.lost.Store(true)
 		return driver.ErrBadConn
 	}
 	return c.conn.(driver.SessionResetter).ResetSession(ctx)

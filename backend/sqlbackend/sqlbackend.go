@@ -275,6 +275,7 @@ func openDB(cfg *config, wrap func(driver.Connector) driver.Connector) (*sql.DB,
 			// lib/pq's parse errors name a setting, never the password.
 			return nil, nil, fmt.Errorf("%w: url: %v", backend.ErrInvalidInput, err)
 		}
+		c.Dialer(pgDialer{}) // idle connections' liveness (sock.go)
 		return sql.OpenDB(idConnector{Connector: wrap(reconnect(c)), pg: true}), c, nil
 	}
 	c, err := newSQLiteConnector(cfg.dsn)

@@ -26,7 +26,7 @@ var uuidPattern = regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-
 
 // crashStats are the figures of one run.
 type crashStats struct {
-	attempts, ok, failed, committedDespiteError atomic.Int64
+	attempts, ok, failed, info, committedInfo, committedDespiteError atomic.Int64
 	killRounds, sessionsKilled                  atomic.Int64
 
 	mu     sync.Mutex
@@ -157,9 +157,10 @@ func TestKillSessionsDuringRotations(t *testing.T) {
 			if st.sessionsKilled.Load() == 0 {
 				t.Errorf("no session was killed: the test proved nothing")
 			}
-			t.Logf("%s: %d rotations attempted, %d succeeded, %d failed (%d of those had taken effect); "+
+			t.Logf("%s: %d rotations attempted, %d succeeded, %d failed (%d ErrOutcomeUnknown, %d of which had taken effect; "+
+				"%d definite failures that had taken effect); "+
 				"%d kill rounds ended %d sessions; every chain kept exactly one live token, nothing lost",
-				engine, st.attempts.Load(), st.ok.Load(), st.failed.Load(), st.committedDespiteError.Load(),
+				engine, st.attempts.Load(), st.ok.Load(), st.failed.Load(), st.info.Load(), st.committedInfo.Load(), st.committedDespiteError.Load(),
 				st.killRounds.Load(), st.sessionsKilled.Load())
 			for msg, n := range st.sample {
 				t.Logf("  %4d× %s", n, msg)
@@ -187,6 +188,10 @@ func rotateUnderFire(t *testing.T, e *env, b backend.Backend, k *killer, sub str
 			continue
 		}
 		st.failed.Add(1)
+		unknown := errors.Is(err, backend.ErrOutcomeUnknown)
+		if unknown {
+			st.info.Add(1)
+		}
 		st.record(err)
 		if errors.Is(err, backend.ErrTokenReused) || errors.Is(err, backend.ErrNotFound) {
 			t.Errorf("%s: rotating the live token %s: %v", sub, cur, err)
@@ -205,7 +210,12 @@ func rotateUnderFire(t *testing.T, e *env, b backend.Backend, k *killer, sub str
 		switch {
 		case len(live) == 1 && live[0].JTI == cur:
 		case len(live) == 1 && live[0].JTI == next:
-			st.committedDespiteError.Add(1)
+			if unknown {
+				st.committedInfo.Add(1) // ErrOutcomeUnknown: either way is honest
+			} else {
+				st.committedDespiteError.Add(1)
+				t.Errorf("%s: the rotation of %s into %s failed (%v) but took effect", sub, cur, next, err)
+			}
 			cur = next
 			chain = append(chain, cur)
 		default:
@@ -260,6 +270,7 @@ func TestKillSessionsDuringConsume(t *testing.T) {
 				device bool
 				code   string
 				wins   atomic.Int64
+				info   atomic.Bool // a call said ErrOutcomeUnknown
 			}
 			var all []*flow
 			for range flows {
@@ -327,6 +338,9 @@ func TestKillSessionsDuringConsume(t *testing.T) {
 						case errors.Is(err, backend.ErrAlreadyUsed):
 						default:
 							failed.Add(1)
+							if errors.Is(err, backend.ErrOutcomeUnknown) {
+								f.info.Store(true)
+							}
 						}
 					}
 				}()
@@ -338,7 +352,7 @@ func TestKillSessionsDuringConsume(t *testing.T) {
 			rounds.Add(int64(r))
 			kills.Add(int64(n))
 
-			redeemedLate, doneUnseen := 0, 0
+			redeemedLate, doneUnseen, doneWrong := 0, 0, 0
 			for i, f := range all {
 				if w := f.wins.Load(); w > 1 {
 					t.Errorf("flow %d redeemed %d times", i, w)
@@ -351,17 +365,22 @@ func TestKillSessionsDuringConsume(t *testing.T) {
 						t.Errorf("flow %d: redeemed again after a successful redemption", i)
 					}
 				case errors.Is(err, backend.ErrAlreadyUsed):
-					if f.wins.Load() == 0 {
-						doneUnseen++ // a failed call had redeemed it
+					switch {
+					case f.wins.Load() != 0:
+					case f.info.Load():
+						doneUnseen++ // a call that said ErrOutcomeUnknown had redeemed it
+					default:
+						doneWrong++
+						t.Errorf("flow %d: redeemed by a call that reported a definite failure", i)
 					}
 				default:
 					t.Errorf("flow %d: redeeming after the kills: %v", i, err)
 				}
 			}
 			t.Logf("%s: %d redemptions of %d codes, %d failed while %d kill rounds ended %d sessions; "+
-				"no code redeemed twice; %d codes redeemed by a call that reported a failure, "+
+				"no code redeemed twice; %d codes redeemed by a call that said ErrOutcomeUnknown, %d by one that reported a definite failure, "+
 				"%d untouched by the failed calls and redeemed afterwards",
-				engine, calls.Load(), len(all), failed.Load(), rounds.Load(), kills.Load(), doneUnseen, redeemedLate)
+				engine, calls.Load(), len(all), failed.Load(), rounds.Load(), kills.Load(), doneUnseen, doneWrong, redeemedLate)
 		})
 	}
 }
