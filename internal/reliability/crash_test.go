@@ -27,7 +27,7 @@ var uuidPattern = regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-
 // crashStats are the figures of one run.
 type crashStats struct {
 	attempts, ok, failed, info, committedInfo, committedDespiteError atomic.Int64
-	killRounds, sessionsKilled                  atomic.Int64
+	killRounds, sessionsKilled                                       atomic.Int64
 
 	mu     sync.Mutex
 	sample map[string]int // failed calls' errors, by message
