@@ -129,6 +129,9 @@ func retry(ctx context.Context, busyBudget time.Duration, logger *slog.Logger, f
 			}
 			d = connWait/2 + jitter(connWait/2)
 			connWait = min(2*connWait, maxConnBackoff)
+			if logger != nil {
+				logger.Debug("authdb: the server has no free connection; waiting", "wait", d, "error", err)
+			}
 		} else if isRetryable(err) && !IsTransient(err) && !isDialError(err) && lost < maxLostAttempts {
 			// A connection lost by an attempt that certainly did not apply:
 			// the pool may hold many a restarted server closed; each such

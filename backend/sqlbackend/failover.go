@@ -16,6 +16,7 @@ import (
 	"github.com/lib/pq"
 
 	"github.com/authdb/authdb/backend"
+	"github.com/authdb/authdb/internal/sqldialect"
 )
 
 // PostgreSQL primary/standby and failover.
@@ -107,7 +108,11 @@ type reconnector struct {
 
 func (c reconnector) Connect(ctx context.Context) (driver.Conn, error) {
 	dc, err := c.Connector.Connect(ctx)
-	if err == nil || c.budget <= 0 || !c.armed.Load() || permanentConnectError(err) {
+	if err == nil || c.budget <= 0 || !c.armed.Load() || permanentConnectError(err) ||
+		sqldialect.IsTooManyConnections(err) {
+		// A server with no free connection: the caller's retry waits for
+		// one (retry), and may take one its own pool frees meanwhile,
+		// which a wait in here could not.
 		return dc, err
 	}
 	start := time.Now()
