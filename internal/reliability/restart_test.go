@@ -44,9 +44,9 @@ func localServer(t *testing.T, engine string) server {
 	return server{
 		name:    "MariaDB",
 		stop:    []string{"mariadb-admin", "-h", "127.0.0.1", "-P", "3306", "-u", "root", "shutdown"},
-		start:   []string{"start-stop-daemon", "--start", "--oknodo", "--background", "--exec", "/usr/sbin/mariadbd"},
+		start:   []string{"start-stop-daemon", "--start", "--oknodo", "--background", "--pidfile", "/run/mysqld/mysqld.pid", "--exec", "/usr/sbin/mariadbd"},
 		ready:   []string{"mariadb-admin", "-h", "127.0.0.1", "-P", "3306", "-u", "root", "ping"},
-		running: []string{"start-stop-daemon", "--status", "--exec", "/usr/sbin/mariadbd"},
+		running: []string{"start-stop-daemon", "--status", "--pidfile", "/run/mysqld/mysqld.pid", "--exec", "/usr/sbin/mariadbd"},
 	}
 }
 
