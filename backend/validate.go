@@ -3,6 +3,7 @@ package backend
 import (
 	"encoding/json"
 	"fmt"
+	"time"
 	"unicode/utf8"
 
 	"github.com/google/uuid"
@@ -101,10 +102,30 @@ func CheckFlowStatus(s FlowStatus) error {
 	return nil
 }
 
+// ID-token limits, the same on every backend: the floor of what every
+// engine stores and authdb reads back.
+const (
+	// MaxIDTokenBytes is the largest ID token, as its JSON encoding
+	// (encoding/json's, in bytes): 1 MiB. MySQL/MariaDB refuse a statement
+	// larger than the server's max_allowed_packet (4 MiB and more by
+	// default); a token of 1 MiB leaves room for the rest of the statement
+	// under any usual setting.
+	MaxIDTokenBytes = 1 << 20
+	// MaxIDTokenDepth is the deepest ID token, in levels counted as
+	// MySQL's and MariaDB's JSON_DEPTH counts them: the token object is
+	// level 1, a value inside a level-n object or array is at level n+1,
+	// scalars included; an empty object or array counts as if it held a
+	// scalar. 32 is MariaDB's limit (its JSON columns refuse deeper
+	// documents), so at most 31 objects and arrays nest in one another.
+	MaxIDTokenDepth = 32
+)
+
 // EncodeIDToken encodes an ID token as the JSON object stored in the IDToken
-// column. A nil map, or one that does not encode as a JSON object (a value
-// json cannot encode, such as a channel or NaN), is ErrInvalidInput naming
-// "id_token".
+// column. A nil map, one that does not encode as a JSON object (a value
+// json cannot encode, such as a channel or NaN), or one over the limits
+// (MaxIDTokenBytes, MaxIDTokenDepth) is ErrInvalidInput naming "id_token".
+// Every backend calls it before it writes anything, so a stored token can
+// always be read back and consumed.
 func EncodeIDToken(idToken map[string]any) ([]byte, error) {
 	if idToken == nil {
 		return nil, InvalidInput("id_token", "must be a JSON object, got nil")
@@ -113,7 +134,45 @@ func EncodeIDToken(idToken map[string]any) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: id_token: does not encode as a JSON object: %v", ErrInvalidInput, err)
 	}
+	if len(b) > MaxIDTokenBytes {
+		return nil, InvalidInput("id_token", "is %d bytes as JSON, at most %d allowed", len(b), MaxIDTokenBytes)
+	}
+	if d := jsonDepth(b); d > MaxIDTokenDepth {
+		return nil, InvalidInput("id_token", "is nested %d levels deep, at most %d allowed", d, MaxIDTokenDepth)
+	}
 	return b, nil
+}
+
+// jsonDepth is the nesting depth of valid JSON b as MaxIDTokenDepth counts
+// it: objects and arrays nested in one another, plus one for the values
+// in the innermost (empty ones included).
+func jsonDepth(b []byte) int {
+	depth, deepest := 0, 0
+	inString := false
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if inString {
+			switch c {
+			case '\\':
+				i++
+			case '"':
+				inString = false
+			}
+			continue
+		}
+		switch c {
+		case '"':
+			inString = true
+		case '{', '[':
+			depth++
+			if depth > deepest {
+				deepest = depth
+			}
+		case '}', ']':
+			depth--
+		}
+	}
+	return deepest + 1
 }
 
 // DecodeIDToken decodes a stored IDToken column; empty or JSON null gives nil.
@@ -127,6 +186,17 @@ func DecodeIDToken(b []byte) (map[string]any, error) {
 		return nil, fmt.Errorf("authdb: decode stored id token: %w", err)
 	}
 	return m, nil
+}
+
+// CheckRetention checks a clean-up's maxRetention: a negative one would
+// delete rows from the future (everything created a moment ago), so it
+// is ErrInvalidInput naming "max_retention". Zero deletes every row older
+// than now.
+func CheckRetention(maxRetention time.Duration) error {
+	if maxRetention < 0 {
+		return InvalidInput("max_retention", "%v is negative", maxRetention)
+	}
+	return nil
 }
 
 // PrepareAuthorizationIDToken does the part of AuthorizationFlowInsertIDToken

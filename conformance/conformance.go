@@ -89,6 +89,7 @@ func groups() []group {
 		{"CleanExpiredRefreshTokens", refreshCleanupTests()},
 		{"BadInput", badInputTests()},
 		{"Strings", stringTests()},
+		{"Limits", limitTests()},
 		{"Copies", copyTests()},
 		{"Context", contextTests()},
 		{"Lifecycle", lifecycleTests()},

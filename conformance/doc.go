@@ -73,9 +73,16 @@
 //     subject is not.
 //   - The ErrInvalidInput error text names the field: client_id, scope,
 //     redirect_uri, code_challenge, code_challenge_method, sub, jti,
-//     id_token, status.
+//     id_token, status, max_retention.
 //   - An ID token that is nil, or holds a value JSON cannot encode (a
 //     channel, a function, NaN, ±Inf), is ErrInvalidInput.
+//   - ID tokens have one set of limits on every backend:
+//     backend.MaxIDTokenDepth (32) levels and backend.MaxIDTokenBytes
+//     (1 MiB) of JSON. A token at the limits is stored and consumed; one
+//     level deeper or one byte larger is ErrInvalidInput naming id_token,
+//     nothing written.
+//   - A negative maxRetention is ErrInvalidInput naming max_retention on
+//     the three clean-ups, nothing deleted.
 //   - Subjects match exactly: no case folding, no trailing-space padding,
 //     no Unicode equivalence, no LIKE wildcards ("alice", "Alice",
 //     "alice ", "al%" are four subjects). A SQL backend on a

@@ -1,11 +1,14 @@
 package conformance
 
 import (
+	"context"
 	"fmt"
 	"math"
+	"reflect"
 	"sort"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/google/uuid"
@@ -406,4 +409,124 @@ func testEmptyOptionalFields(t *testing.T, s *suite) {
 	if got := h.getToken(jti); got != created(jti, "alice", "") {
 		t.Errorf("token with empty scope read back as %+v", got)
 	}
+}
+
+func limitTests() []testCase {
+	return []testCase{
+		{"IDTokenAtTheLimits", testIDTokenAtLimits},
+		{"IDTokenOverTheLimits", testIDTokenOverLimits},
+		{"NegativeRetention", testNegativeRetention},
+	}
+}
+
+// deepIDToken is an ID token of exactly depth levels as
+// backend.MaxIDTokenDepth counts them: depth-1 objects and arrays nested in
+// one another (the token itself the outermost), a string innermost.
+func deepIDToken(depth int) map[string]any {
+	var v any = "innermost"
+	for range depth - 2 {
+		v = []any{v}
+	}
+	return map[string]any{"sub": "alice", "deep": v}
+}
+
+// bigIDToken is an ID token whose JSON encoding is exactly n bytes.
+func bigIDToken(n int) map[string]any {
+	base := len(`{"pad":"","sub":"alice"}`)
+	return map[string]any{"sub": "alice", "pad": strings.Repeat("x", n-base)}
+}
+
+// testIDTokenAtLimits stores ID tokens exactly at the documented limits
+// (backend.MaxIDTokenDepth levels, backend.MaxIDTokenBytes bytes) on both
+// flows, and consumes them: every backend accepts them and gives them back.
+func testIDTokenAtLimits(t *testing.T, s *suite) {
+	h := s.open(t)
+	for name, tok := range map[string]map[string]any{
+		"depth": deepIDToken(backend.MaxIDTokenDepth),
+		"size":  bigIDToken(backend.MaxIDTokenBytes),
+	} {
+		t.Run(name, func(t *testing.T) {
+			if b, err := backend.EncodeIDToken(tok); err != nil || (name == "size" && len(b) != backend.MaxIDTokenBytes) {
+				t.Fatalf("fixture: %d bytes, %v", len(b), err)
+			}
+			_, dc := h.readyDeviceFlow(tok)
+			f, err := h.b.ConsumeDeviceFlow(h.ctx, dc, validity)
+			noErr(t, err, "ConsumeDeviceFlow")
+			if !reflect.DeepEqual(f.IDToken, roundTrip(t, tok)) {
+				t.Errorf("device flow: the consumed ID token differs from the stored one")
+			}
+			_, code := h.readyAuthFlow(tok)
+			a, err := h.b.ConsumeAuthorizationFlow(h.ctx, code, validity)
+			noErr(t, err, "ConsumeAuthorizationFlow")
+			if !reflect.DeepEqual(a.IDToken, roundTrip(t, tok)) {
+				t.Errorf("authorization flow: the consumed ID token differs from the stored one")
+			}
+		})
+	}
+}
+
+// roundTrip is tok as it reads back: encoded and decoded as JSON.
+func roundTrip(t *testing.T, tok map[string]any) map[string]any {
+	t.Helper()
+	b, err := backend.EncodeIDToken(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := backend.DecodeIDToken(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// testIDTokenOverLimits: one level deeper or one byte larger than the
+// limits is ErrInvalidInput naming id_token on both flows, and nothing is
+// written (the flows stay PENDING).
+func testIDTokenOverLimits(t *testing.T, s *suite) {
+	h := s.open(t)
+	uc, dc := h.insertDeviceFlow("c", "")
+	id := h.pendingAuthFlow()
+	for name, tok := range map[string]map[string]any{
+		fmt.Sprintf("depth %d", backend.MaxIDTokenDepth+1): deepIDToken(backend.MaxIDTokenDepth + 1),
+		"depth 100000": deepIDToken(100000),
+		fmt.Sprintf("size %d", backend.MaxIDTokenBytes+1): bigIDToken(backend.MaxIDTokenBytes + 1),
+		"size 16 MiB": bigIDToken(16 << 20),
+	} {
+		t.Run(name, func(t *testing.T) {
+			wantInvalid(t, h.b.DeviceFlowInsertIDToken(h.ctx, uc, tok, validity), "id_token")
+			code, _, err := h.b.AuthorizationFlowInsertIDToken(h.ctx, id, tok, validity)
+			wantInvalid(t, err, "id_token")
+			if code != "" {
+				t.Errorf("a code %q was returned with the error", code)
+			}
+		})
+	}
+	h.wantDeviceStatus(dc, backend.StatusPending)
+	_, _, err := h.b.AuthorizationFlowInsertIDToken(h.ctx, id, sampleIDToken(), validity)
+	noErr(t, err, "AuthorizationFlowInsertIDToken after the refused ones")
+}
+
+// testNegativeRetention: a negative maxRetention is ErrInvalidInput
+// naming max_retention on the three clean-ups, and deletes nothing.
+func testNegativeRetention(t *testing.T, s *suite) {
+	h := s.open(t)
+	_, dc := h.insertDeviceFlow("c", "")
+	_, code := h.readyAuthFlow(sampleIDToken())
+	jti := h.insertToken("alice", "s")
+	for name, clean := range map[string]func(context.Context, time.Duration) (int64, error){
+		"CleanExpiredDeviceFlows":        h.b.CleanExpiredDeviceFlows,
+		"CleanExpiredAuthorizationFlows": h.b.CleanExpiredAuthorizationFlows,
+		"CleanExpiredRefreshTokens":      h.b.CleanExpiredRefreshTokens,
+	} {
+		t.Run(name, func(t *testing.T) {
+			n, err := clean(h.ctx, -time.Hour)
+			wantInvalid(t, err, "max_retention")
+			if n != 0 {
+				t.Errorf("deleted %d rows", n)
+			}
+		})
+	}
+	h.getDeviceFlow(dc)
+	h.getAuthFlow(code)
+	h.getToken(jti)
 }

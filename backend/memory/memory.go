@@ -649,6 +649,9 @@ func (b *Backend) RevokeRefreshTokenFamily(ctx context.Context, jti uuid.UUID) (
 // CleanExpiredDeviceFlows implements backend.Backend: one scan of the store.
 func (b *Backend) CleanExpiredDeviceFlows(ctx context.Context, maxRetention time.Duration) (int64, error) {
 	const op = "clean expired device flows"
+	if err := backend.CheckRetention(maxRetention); err != nil {
+		return 0, fmt.Errorf("authdb: %s: %w", op, err)
+	}
 	cutoff := b.opts.Now().Add(-maxRetention)
 	if err := b.begin(ctx, op); err != nil {
 		return 0, err
@@ -669,6 +672,9 @@ func (b *Backend) CleanExpiredDeviceFlows(ctx context.Context, maxRetention time
 // CleanExpiredAuthorizationFlows implements backend.Backend: one scan of the store.
 func (b *Backend) CleanExpiredAuthorizationFlows(ctx context.Context, maxRetention time.Duration) (int64, error) {
 	const op = "clean expired authorization flows"
+	if err := backend.CheckRetention(maxRetention); err != nil {
+		return 0, fmt.Errorf("authdb: %s: %w", op, err)
+	}
 	cutoff := b.opts.Now().Add(-maxRetention)
 	if err := b.begin(ctx, op); err != nil {
 		return 0, err
@@ -693,6 +699,9 @@ func (b *Backend) CleanExpiredAuthorizationFlows(ctx context.Context, maxRetenti
 // scan of the store.
 func (b *Backend) CleanExpiredRefreshTokens(ctx context.Context, maxRetention time.Duration) (int64, error) {
 	const op = "clean expired refresh tokens"
+	if err := backend.CheckRetention(maxRetention); err != nil {
+		return 0, fmt.Errorf("authdb: %s: %w", op, err)
+	}
 	bound := backend.LowestUUIDv7(b.opts.Now().Add(-maxRetention))
 	if err := b.begin(ctx, op); err != nil {
 		return 0, err

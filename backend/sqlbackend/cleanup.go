@@ -14,6 +14,9 @@ import (
 // with CreationTime < now-maxRetention (index ix_DeviceFlows_CreationTime)
 // in batches (see cleanup).
 func (b *Backend) CleanExpiredDeviceFlows(ctx context.Context, maxRetention time.Duration) (int64, error) {
+	if err := backend.CheckRetention(maxRetention); err != nil {
+		return 0, fmt.Errorf("authdb: clean expired device flows: %w", err)
+	}
 	return b.cleanup(ctx, cleanSpec{op: "clean expired device flows", table: "DeviceFlows",
 		del: b.q.cleanDevices, nth: b.q.nthDevice, lo: b.timeArg(minTime), bound: b.timeArg(cleanBefore(b.now(), maxRetention)),
 		key: b.timeKey})
@@ -22,6 +25,9 @@ func (b *Backend) CleanExpiredDeviceFlows(ctx context.Context, maxRetention time
 // CleanExpiredAuthorizationFlows implements backend.Backend, as
 // CleanExpiredDeviceFlows (index ix_AuthorizationFlows_CreationTime).
 func (b *Backend) CleanExpiredAuthorizationFlows(ctx context.Context, maxRetention time.Duration) (int64, error) {
+	if err := backend.CheckRetention(maxRetention); err != nil {
+		return 0, fmt.Errorf("authdb: clean expired authorization flows: %w", err)
+	}
 	return b.cleanup(ctx, cleanSpec{op: "clean expired authorization flows", table: "AuthorizationFlows",
 		del: b.q.cleanAuths, nth: b.q.nthAuth, lo: b.timeArg(minTime), bound: b.timeArg(cleanBefore(b.now(), maxRetention)),
 		key: b.timeKey})
@@ -31,6 +37,9 @@ func (b *Backend) CleanExpiredAuthorizationFlows(ctx context.Context, maxRetenti
 // JTI < LowestUUIDv7(now-maxRetention), a range on the primary key (on
 // MySQL the statement touches only the partitions below the bound).
 func (b *Backend) CleanExpiredRefreshTokens(ctx context.Context, maxRetention time.Duration) (int64, error) {
+	if err := backend.CheckRetention(maxRetention); err != nil {
+		return 0, fmt.Errorf("authdb: clean expired refresh tokens: %w", err)
+	}
 	return b.cleanup(ctx, cleanSpec{op: "clean expired refresh tokens", table: "RefreshTokens",
 		del: b.q.cleanTokens, nth: b.q.nthToken, lo: b.idArg(uuid.Nil), bound: b.idArg(backend.LowestUUIDv7(b.now().Add(-maxRetention))),
 		key: stringKey})

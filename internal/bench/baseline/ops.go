@@ -796,17 +796,26 @@ func (st *Store) RevokeRefreshTokenFamily(ctx context.Context, jti uuid.UUID) (i
 
 // CleanExpiredDeviceFlows implements backend.Backend: batched DELETEs.
 func (st *Store) CleanExpiredDeviceFlows(ctx context.Context, maxRetention time.Duration) (int64, error) {
+	if err := backend.CheckRetention(maxRetention); err != nil {
+		return 0, fmt.Errorf("baseline: clean device flows: %w", err)
+	}
 	return st.clean(ctx, "clean device flows", &st.s.cleanDevices, st.timeArg(cleanBefore(st.now(), maxRetention)))
 }
 
 // CleanExpiredAuthorizationFlows implements backend.Backend: batched DELETEs.
 func (st *Store) CleanExpiredAuthorizationFlows(ctx context.Context, maxRetention time.Duration) (int64, error) {
+	if err := backend.CheckRetention(maxRetention); err != nil {
+		return 0, fmt.Errorf("baseline: clean authorization flows: %w", err)
+	}
 	return st.clean(ctx, "clean authorization flows", &st.s.cleanAuths, st.timeArg(cleanBefore(st.now(), maxRetention)))
 }
 
 // CleanExpiredRefreshTokens implements backend.Backend: batched DELETEs on
 // the primary key's range.
 func (st *Store) CleanExpiredRefreshTokens(ctx context.Context, maxRetention time.Duration) (int64, error) {
+	if err := backend.CheckRetention(maxRetention); err != nil {
+		return 0, fmt.Errorf("baseline: clean refresh tokens: %w", err)
+	}
 	return st.clean(ctx, "clean refresh tokens", &st.s.cleanTokens, st.idArg(backend.LowestUUIDv7(st.now().Add(-maxRetention))))
 }
 
