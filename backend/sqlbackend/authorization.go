@@ -21,6 +21,11 @@ func (b *Backend) InsertAuthorizationFlow(ctx context.Context, clientID, scope, 
 	if err := backend.CheckAuthorizationFlow(clientID, scope, codeChallenge, codeChallengeMethod, redirectURI); err != nil {
 		return "", fmt.Errorf("authdb: %s: %w", op, err)
 	}
+	if err := b.checkColumns("AuthorizationFlows", "ClientID", "client_id", clientID, "Scope", "scope", scope,
+		"CodeChallenge", "code_challenge", codeChallenge, "CodeChallengeMethod", "code_challenge_method", codeChallengeMethod,
+		"RedirectURI", "redirect_uri", redirectURI); err != nil {
+		return "", fmt.Errorf("authdb: %s: %w", op, err)
+	}
 	var id uuid.UUID
 	err := b.retry(ctx, func() error {
 		// A new id per attempt: after a lost connection the first insert
@@ -57,6 +62,9 @@ func (b *Backend) AuthorizationFlowInsertIDToken(ctx context.Context, flowID str
 		return "", "", err
 	}
 	id, tok, code, err := backend.PrepareAuthorizationIDToken(flowID, idToken)
+	if err == nil {
+		err = b.checkColumns("AuthorizationFlows", "IDToken", "id_token", string(tok))
+	}
 	if err != nil {
 		return "", "", fmt.Errorf("authdb: %s: %w", op, err)
 	}

@@ -37,6 +37,9 @@ func (b *Backend) InsertDeviceFlow(ctx context.Context, clientID, scope string) 
 	if err := backend.CheckDeviceFlow(clientID, scope); err != nil {
 		return "", "", fmt.Errorf("authdb: %s: %w", op, err)
 	}
+	if err := b.checkColumns("DeviceFlows", "ClientID", "client_id", clientID, "Scope", "scope", scope); err != nil {
+		return "", "", fmt.Errorf("authdb: %s: %w", op, err)
+	}
 	var userCode, deviceCode string
 	err := b.retry(ctx, func() error {
 		for range backend.MaxUserCodeAttempts {
@@ -104,6 +107,9 @@ func (b *Backend) DeviceFlowInsertIDToken(ctx context.Context, userCode string, 
 		return err
 	}
 	tok, err := backend.EncodeIDToken(idToken)
+	if err == nil {
+		err = b.checkColumns("DeviceFlows", "IDToken", "id_token", string(tok))
+	}
 	if err != nil {
 		return fmt.Errorf("authdb: %s: %w", op, err)
 	}

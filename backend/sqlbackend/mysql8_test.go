@@ -40,7 +40,7 @@ func TestConformanceMySQL8Statements(t *testing.T) {
 			t.Fatal("the test server is not MariaDB")
 		}
 		b.mariaDB = false
-		b.q = buildQueries(dialect.MySQL, false, b.opts.FamilyLifetime > 0)
+		b.q = buildQueries(dialect.MySQL, false, b.opts.FamilyLifetime > 0, "utf8mb4")
 		b.stmts.close()
 		b.stmts = newStmtCache(b.db, b.q) // prepared as Open prepares its own
 		b.pool = pool{b.stmts}

@@ -79,6 +79,8 @@ func (q *queries) fields() []*string {
 // buildQueries writes the statements of dialect d. familyLifetime adds the
 // family-lifetime condition to the rotation's conditional update (one more
 // argument: the lowest family id still live, backend.RotationBounds).
+// subCharset is, on MySQL, the character set of RefreshTokens.Sub (see
+// exactSub); elsewhere it is ignored.
 //
 // Refresh-token families (see backend/families.go): an inserted token is
 // its own family's first (FamilyID = JTI); a rotation sets the old token's
@@ -86,7 +88,7 @@ func (q *queries) fields() []*string {
 // (a DiracX-written row, FamilyID NULL, gets its own JTI), and gives the new
 // token that family. A family is "FamilyID"=f OR "JTI"=f: the OR finds a
 // DiracX-written first token, whose FamilyID may still be NULL.
-func buildQueries(d string, mariaDB, familyLifetime bool) *queries {
+func buildQueries(d string, mariaDB, familyLifetime bool, subCharset string) *queries {
 	q := &queries{
 		insertDevice:        `INSERT INTO "DeviceFlows" ("UserCode","Status","CreationTime","ClientID","Scope","DeviceCode") VALUES (?,'PENDING',?,?,?,?)`,
 		validateUserCode:    `SELECT "Scope" FROM "DeviceFlows" WHERE "UserCode"=? AND "Status"='PENDING' AND "CreationTime">=?`,
@@ -127,8 +129,9 @@ func buildQueries(d string, mariaDB, familyLifetime bool) *queries {
 		// Subjects match exactly. A MySQL collation folds case (DiracX's
 		// tables take the server's, often utf8mb4_general_ci) or pads
 		// trailing spaces (utf8mb4_bin is PAD SPACE): the collated equality
-		// uses the index, the binary one decides (subArgs passes sub twice).
-		exact := ` AND CAST("Sub" AS BINARY)=CAST(? AS BINARY)`
+		// uses the index, the binary one in the column's character set
+		// decides (subArgs passes sub twice).
+		exact := exactSub(subCharset)
 		q.listTokens = strings.Replace(q.listTokens, ` ORDER BY`, exact+` ORDER BY`, 1)
 		q.revokeUser += exact
 		if mariaDB {

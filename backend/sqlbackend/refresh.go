@@ -25,6 +25,9 @@ func (b *Backend) InsertRefreshToken(ctx context.Context, jti uuid.UUID, sub, sc
 	if err := backend.CheckRefreshToken(jti, sub, scope); err != nil {
 		return fmt.Errorf("authdb: %s: %w", op, err)
 	}
+	if err := b.checkColumns("RefreshTokens", "Sub", "sub", sub, "Scope", "scope", scope); err != nil {
+		return fmt.Errorf("authdb: %s: %w", op, err)
+	}
 	opj, arg := fmt.Sprintf("%s %s", op, jti), b.idArg(jti)
 	return b.retry(ctx, func() error {
 		pctx, p := withProbe(ctx)
@@ -71,7 +74,7 @@ func (b *Backend) GetUserRefreshTokens(ctx context.Context, sub string) ([]backe
 	}
 	query, args := b.q.listAllTokens, []any(nil)
 	if sub != "" {
-		if backend.CheckString("sub", sub, backend.MaxSubLen, true) != nil {
+		if backend.CheckString("sub", sub, backend.MaxSubLen, true) != nil || !b.storableSub(sub) {
 			return nil, nil // no token has such a subject
 		}
 		query, args = b.q.listTokens, b.subArgs(sub)
@@ -138,6 +141,9 @@ func (b *Backend) RevokeUserRefreshTokens(ctx context.Context, sub string) (int6
 	}
 	if err := backend.CheckString("sub", sub, backend.MaxSubLen, true); err != nil {
 		return 0, fmt.Errorf("authdb: %s: %w", op, err)
+	}
+	if !b.storableSub(sub) {
+		return 0, nil // no token has such a subject
 	}
 	var n int64
 	err := b.retry(ctx, func() error {

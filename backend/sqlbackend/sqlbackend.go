@@ -62,6 +62,9 @@ type Backend struct {
 	stmts  *stmtCache          // q's statements, prepared on first use
 	pool   pool                // autocommit statements through stmts
 	desc   backend.Description // Describe's namespace, host and port
+	// charsets, on MySQL, are the tables' text columns' character sets
+	// (mysqlsession.go); nil elsewhere.
+	charsets charsets
 }
 
 var (
@@ -232,7 +235,7 @@ func newBackend(ctx context.Context, db *sql.DB, d, where string, o backend.Opti
 		killer:     killer,
 		probes:     killer != nil,
 		busyBudget: busy,
-		q:          buildQueries(d, mariaDB, o.FamilyLifetime > 0),
+		q:          buildQueries(d, mariaDB, o.FamilyLifetime > 0, "utf8mb4"),
 	}
 	b.stmts = newStmtCache(db, b.q)
 	b.pool = pool{b.stmts}
@@ -241,6 +244,18 @@ func newBackend(ctx context.Context, db *sql.DB, d, where string, o backend.Opti
 			db.Close()
 			return nil, err
 		}
+	}
+	if d == dialect.MySQL {
+		// After the migration: the tables it found or created.
+		cs, err := readCharsets(ctx, db, where)
+		if err != nil {
+			db.Close()
+			return nil, err
+		}
+		b.charsets = cs
+		b.q = buildQueries(d, mariaDB, o.FamilyLifetime > 0, cs.of("RefreshTokens", "Sub"))
+		b.stmts = newStmtCache(db, b.q)
+		b.pool = pool{b.stmts}
 	}
 	return b, nil
 }

@@ -24,9 +24,10 @@ if [ "$(id -u)" = 0 ]; then user=(--user=root); fi
 
 init() {
   local dir=$1
-  mkdir -p "$dir"
+  mkdir -p "$dir/tmp"
   if [ ! -d "$dir/data/mysql" ]; then
-    mariadb-install-db --no-defaults --datadir="$dir/data" "${user[@]}" \
+    # Its own tmpdir: bootstraps running at once collide in a shared /tmp.
+    mariadb-install-db --no-defaults --datadir="$dir/data" --tmpdir="$dir/tmp" "${user[@]}" \
       --auth-root-authentication-method=normal --skip-test-db \
       --innodb-log-file-size=8M >"$dir/install.log" 2>&1 ||
       { cat "$dir/install.log" >&2; exit 1; }
@@ -38,7 +39,8 @@ run() {
   local dir=$1 port=$2; shift 2
   local charset=(--character-set-server=utf8mb4 --collation-server=utf8mb4_general_ci)
   case " $* " in *" --character-set-server="*|*" --collation-server="*) charset=() ;; esac
-  exec mariadbd --no-defaults --datadir="$dir/data" "${user[@]}" \
+  mkdir -p "$dir/tmp"
+  exec mariadbd --no-defaults --datadir="$dir/data" --tmpdir="$dir/tmp" "${user[@]}" \
     --port="$port" --bind-address=127.0.0.1 --socket="$dir/mysqld.sock" \
     --pid-file="$dir/mysqld.pid" --skip-name-resolve --skip-log-bin \
     --innodb-log-file-size=8M --innodb-buffer-pool-size=64M \
