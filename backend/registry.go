@@ -81,29 +81,3 @@ func knownSchemes() string {
 	}
 	return strings.Join(s, ", ")
 }
-
-// Redact returns rawURL with any password replaced by "xxxxx", for errors
-// and logs. It works on URLs net/url cannot parse, and on strings without a
-// scheme such as a Go MySQL DSN ("user:pass@tcp(host:3306)/db").
-func Redact(rawURL string) string {
-	prefix := 0
-	if i := strings.Index(rawURL, "://"); i >= 0 {
-		prefix = i + 3
-	}
-	rest := rawURL[prefix:]
-	// The user info ends at the last '@' before any query or fragment (not
-	// the first '/': people put unescaped '/' in passwords).
-	end := strings.IndexAny(rest, "?#")
-	if end < 0 {
-		end = len(rest)
-	}
-	at := strings.LastIndex(rest[:end], "@")
-	if at < 0 {
-		return rawURL
-	}
-	userinfo := rest[:at]
-	if c := strings.Index(userinfo, ":"); c >= 0 {
-		userinfo = userinfo[:c] + ":xxxxx"
-	}
-	return rawURL[:prefix] + userinfo + rest[at:]
-}

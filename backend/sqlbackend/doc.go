@@ -43,17 +43,24 @@
 //     with its own port (postgres://h1:5432,h2:5433/db), are tried in
 //     order; with several hosts target_session_attrs defaults to
 //     read-write, so that the primary is found (failover.go).
-//   - MySQL: tls (true, false, skip-verify, preferred), timeout (dial,
-//     default 10s), readTimeout, writeTimeout, wsrep_sync_wait (0-15: the
-//     session value on a Galera node, default DefaultGaleraSyncWait; see
-//     galera.go). The connection always uses
-//     parseTime with UTC, utf8mb4, client-side interpolated arguments (one
-//     round trip per statement) and found-rows counts.
+//   - MySQL: ssl-mode (DISABLED, PREFERRED, REQUIRED, VERIFY_CA,
+//     VERIFY_IDENTITY), ssl-ca, ssl-cert, ssl-key (the mysql client's
+//     names; see mysqltls.go), or the Go driver's tls (true, false,
+//     skip-verify, preferred); timeout (dial, default 10s), readTimeout,
+//     writeTimeout, wsrep_sync_wait (0-15: the session value on a Galera
+//     node, default DefaultGaleraSyncWait; see galera.go). The connection
+//     always uses parseTime with UTC, client-side interpolated arguments
+//     (one round trip per statement) and found-rows counts; every session
+//     sets SET NAMES utf8mb4 and a strict sql_mode, and the tables'
+//     character sets are checked at open (mysqlsession.go).
 //   - PostgreSQL and MySQL: reconnect_budget (a Go duration, default
 //     DefaultReconnectBudget = 10s; 0 or negative: no waiting), as
 //     backend.WithReconnectBudget: how long a call waits, in all, for a
 //     connection the server refuses (a failover, a restart), never past
 //     its context.
+//
+// Passwords may hold any character, percent-encoded or not: the user
+// information runs to the last '@' followed by a host (backend.ParseURL).
 //
 // Open pings the database, so an unreachable server fails there. Open on
 // a PostgreSQL server in recovery (a standby) fails, naming it. On a

@@ -46,7 +46,7 @@ func describeURL(cfg *config, rawURL string) backend.Description {
 		return backend.Description{Namespace: path}
 	}
 	var d backend.Description
-	u, err := url.Parse(rawURL)
+	u, err := backend.ParseURL(rawURL)
 	if err != nil {
 		return d
 	}

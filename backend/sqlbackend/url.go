@@ -57,7 +57,8 @@ var passThrough = map[string]map[string]bool{
 		"application_name": true, "search_path": true, "target_session_attrs": true,
 		"binary_parameters": true,
 	},
-	dialect.MySQL: {"tls": true, "timeout": true, "readTimeout": true, "writeTimeout": true, "wsrep_sync_wait": true},
+	dialect.MySQL: {"tls": true, "timeout": true, "readTimeout": true, "writeTimeout": true, "wsrep_sync_wait": true,
+		"ssl-mode": true, "ssl-ca": true, "ssl-cert": true, "ssl-key": true},
 }
 
 // config is a parsed backend URL: what Open needs to reach the database.
@@ -196,11 +197,11 @@ func parseSQLite(rawURL string) (*config, error) {
 
 // parseServerURL handles postgres://, postgresql:// and mysql:// URLs.
 func parseServerURL(scheme, rawURL string) (*config, error) {
-	u, err := url.Parse(rawURL)
+	// backend.ParseURL: a password may hold any character, encoded or not;
+	// its errors never quote the URL.
+	u, err := backend.ParseURL(rawURL)
 	if err != nil {
-		// url.Parse's message quotes the URL or parts of it, password
-		// included: never pass it on.
-		return nil, invalidURL(scheme+"://", "cannot be parsed (check the host, port and percent-encoding of user and password)")
+		return nil, invalidURL(scheme+"://", "%v (check the host, port and path)", err)
 	}
 	if u.Opaque != "" {
 		return nil, invalidURL(scheme+"://", "want %s://user:password@host:port/database", scheme)
@@ -276,7 +277,9 @@ func (cfg *config) mysqlConfig(u *url.URL, q url.Values) error {
 	m.DBName = db
 	m.ParseTime = true
 	m.Loc = time.UTC
-	m.Collation = "utf8mb4_general_ci" // SET NAMES utf8mb4
+	if err := setSession(m); err != nil { // SET NAMES utf8mb4, a strict sql_mode
+		return invalidURL(cfg.where, "%v", err)
+	}
 	m.InterpolateParams = true
 	m.ClientFoundRows = true
 	m.Timeout = DefaultMySQLDialTimeout
@@ -315,6 +318,9 @@ func (cfg *config) mysqlConfig(u *url.URL, q url.Values) error {
 				m.WriteTimeout = d
 			}
 		}
+	}
+	if err := mysqlTLS(cfg.where, m, q); err != nil {
+		return err
 	}
 	cfg.mysql = m
 	return nil

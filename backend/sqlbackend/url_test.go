@@ -63,6 +63,38 @@ func TestParseURL(t *testing.T) {
 					t.Errorf("mysql config = %+v", m)
 				}
 			}},
+		// Passwords with URL delimiters, unencoded (issue 10).
+		{url: "postgres://postgres:s3cretpw?x#y@127.0.0.1:5450/adv?sslmode=disable", dialect: dialect.Postgres,
+			dsn: "postgres://postgres:s3cretpw%3Fx%23y@127.0.0.1:5450/adv?binary_parameters=yes&sslmode=disable", where: "postgres://127.0.0.1:5450"},
+		{url: "postgres://u:" + secret + "%zz@h/db", dialect: dialect.Postgres, dsn: "postgres://u:" + secret + "%25zz@h/db?binary_parameters=yes"},
+		{url: "mysql://root:p@ss/w?rd#1@127.0.0.1:3306/test?ssl-mode=VERIFY_CA", dialect: dialect.MySQL, where: "mysql://127.0.0.1:3306",
+			check: func(t *testing.T, c *config) {
+				m := c.mysql
+				if m.User != "root" || m.Passwd != "p@ss/w?rd#1" || m.Addr != "127.0.0.1:3306" || m.DBName != "test" {
+					t.Errorf("mysql config = %+v", m)
+				}
+				if m.TLS == nil || !m.TLS.InsecureSkipVerify || m.TLS.VerifyConnection == nil {
+					t.Errorf("ssl-mode VERIFY_CA: TLS config %+v", m.TLS)
+				}
+			}},
+		{url: "mysql://u@db.example:3306/auth?ssl-mode=VERIFY_IDENTITY", dialect: dialect.MySQL,
+			check: func(t *testing.T, c *config) {
+				if tc := c.mysql.TLS; tc == nil || tc.InsecureSkipVerify || tc.ServerName != "db.example" {
+					t.Errorf("ssl-mode VERIFY_IDENTITY: TLS config %+v", tc)
+				}
+			}},
+		{url: "mysql://u@db/auth?ssl-mode=preferred", dialect: dialect.MySQL,
+			check: func(t *testing.T, c *config) {
+				if tc := c.mysql.TLS; tc == nil || !tc.InsecureSkipVerify || !c.mysql.AllowFallbackToPlaintext {
+					t.Errorf("ssl-mode PREFERRED: TLS config %+v", tc)
+				}
+			}},
+		{url: "mysql://u@db/auth?ssl-mode=DISABLED", dialect: dialect.MySQL,
+			check: func(t *testing.T, c *config) {
+				if c.mysql.TLS != nil || c.mysql.TLSConfig != "false" {
+					t.Errorf("ssl-mode DISABLED: TLS config %+v %q", c.mysql.TLS, c.mysql.TLSConfig)
+				}
+			}},
 		{url: "mysql://u@db/auth?tls=skip-verify&timeout=5s&readTimeout=1m&max_open_conns=10", dialect: dialect.MySQL,
 			check: func(t *testing.T, c *config) {
 				m := c.mysql
@@ -115,7 +147,12 @@ func TestParseURLErrors(t *testing.T) {
 		"postgres://u:" + secret + "@h/db?conn_max_lifetime=forever",
 		"postgres://u:" + secret + "@h/db?sslmode=disable&sslmode=require",
 		"postgres://u:" + secret + "@h/db#frag",
-		"postgres://u:" + secret + "%zz@h/db",
+		"postgres://u:" + secret + "@h/db?ssl-mode=REQUIRED",
+		"mysql://u:" + secret + "@h/db?ssl-mode=REQUIRED&tls=true",
+		"mysql://u:" + secret + "@h/db?ssl-mode=sometimes",
+		"mysql://u:" + secret + "@h/db?ssl-ca=/nonexistent/ca.pem",
+		"mysql://u:" + secret + "@h/db?ssl-key=/nonexistent/k.pem",
+		"mysql://u:" + secret + "?@bad host/db",
 		"postgres:u:" + secret + "@h/db",
 		"mysql://u:" + secret + "@h",
 		"mysql://u:" + secret + "@h/",
@@ -228,7 +265,7 @@ func TestDSN(t *testing.T) {
 		{"sqlite:///x.db", "sqlite3", "file:/x.db?_busy_timeout=10000&_foreign_keys=1&_journal_mode=WAL&_synchronous=NORMAL&_txlock=immediate"},
 		{"sqlite:///x.db?_busy_timeout=20", "sqlite3", "file:/x.db?_busy_timeout=20&_foreign_keys=1&_journal_mode=WAL&_synchronous=NORMAL&_txlock=immediate"},
 		{"postgres://u@h/db?max_open_conns=2", "postgres", "postgres://u@h/db?binary_parameters=yes"},
-		{"mysql://u:pw@h:3306/db", "mysql", "u:pw@tcp(h:3306)/db?clientFoundRows=true&collation=utf8mb4_general_ci&interpolateParams=true&parseTime=true&timeout=10s"},
+		{"mysql://u:pw@h:3306/db", "mysql", "u:pw@tcp(h:3306)/db?clientFoundRows=true&charset=utf8mb4&collation=utf8mb4_general_ci&interpolateParams=true&parseTime=true&timeout=10s&sql_mode=%27STRICT_ALL_TABLES%2CNO_ZERO_IN_DATE%2CNO_ZERO_DATE%2CERROR_FOR_DIVISION_BY_ZERO%2CNO_ENGINE_SUBSTITUTION%27"},
 	} {
 		driver, dsn, err := DSN(tc.url)
 		if err != nil || driver != tc.driver || dsn != tc.dsn {

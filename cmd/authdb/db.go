@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -80,7 +79,7 @@ func (a *app) open(ctx context.Context, opts ...backend.Option) (backend.Backend
 func checkURL(raw string, mustExist bool) error {
 	switch backend.Scheme(raw) {
 	case "postgres", "postgresql", "mysql":
-		u, err := url.Parse(raw)
+		u, err := backend.ParseURL(raw)
 		if err != nil || u.Host == "" {
 			return nil // authdb.Open says what is wrong with it
 		}
@@ -154,54 +153,17 @@ func target(raw string) string {
 	case "":
 		return fmt.Sprintf("database %q", backend.Redact(raw))
 	}
-	u, err := url.Parse(raw)
+	// backend.ParseURL: a password may hold '?', '#', '/' or '@' unencoded.
+	u, err := backend.ParseURL(raw)
 	if err != nil || u.Host == "" {
-		// Never echo an unparseable URL whole: it may hold a password.
-		host := rest
-		if i := strings.IndexAny(host, "/?#"); i >= 0 {
-			host = host[:i]
-		}
-		if i := strings.LastIndexByte(host, '@'); i >= 0 {
-			host = host[i+1:]
-		}
-		return fmt.Sprintf("%s on %s", scheme, host)
+		// Never echo an unparseable URL: it may hold a password.
+		return scheme + " database (URL not parseable)"
 	}
 	db := strings.TrimPrefix(u.Path, "/")
 	if db == "" {
 		return fmt.Sprintf("%s on %s", scheme, u.Host)
 	}
 	return fmt.Sprintf("%s %s/%s", scheme, u.Host, db)
-}
-
-// scrubPassword replaces the password of raw, as written and URL-decoded,
-// wherever it appears in s.
-func scrubPassword(s, raw string) string {
-	i := strings.Index(raw, "://")
-	if i < 0 {
-		return s
-	}
-	rest := raw[i+3:]
-	if end := strings.IndexAny(rest, "/?#"); end >= 0 {
-		rest = rest[:end]
-	}
-	at := strings.LastIndexByte(rest, '@')
-	if at < 0 {
-		return s
-	}
-	userinfo := rest[:at]
-	c := strings.IndexByte(userinfo, ':')
-	if c < 0 {
-		return s
-	}
-	pw := userinfo[c+1:]
-	if pw == "" {
-		return s
-	}
-	s = strings.ReplaceAll(s, pw, "xxxxx")
-	if dec, err := url.PathUnescape(pw); err == nil && dec != "" {
-		s = strings.ReplaceAll(s, dec, "xxxxx")
-	}
-	return s
 }
 
 // schemaHint adds a hint when err looks like a missing table: the commands

@@ -345,14 +345,16 @@ func (a *app) setupLogger() *slog.Logger {
 	return a.logger
 }
 
-// errLine renders err for the CLI's one-line messages: on one line, without
-// the password of the database URL, and without the "authdb: " markers of
-// the wrapped library errors (the CLI prints its own prefix).
+// errLine renders err for the CLI's one-line messages: on one line and
+// without the "authdb: " markers of the wrapped library errors (the CLI
+// prints its own prefix). It scrubs nothing: authdb's errors never contain
+// the password (backend.Redact, backend.ParseURL), and replacing it wherever
+// it occurs would mangle the message ("postgres://postgres:postgres@...").
 //
 // The CLI names the target once, at the front ("postgres 127.0.0.1:5432/db:
 // ..."), so the library's own " on postgres://127.0.0.1:5432" is dropped.
 func (a *app) errLine(err error) string {
-	line := strings.ReplaceAll(oneLine(scrubPassword(err.Error(), a.dbURL)), "authdb: ", "")
+	line := strings.ReplaceAll(oneLine(err.Error()), "authdb: ", "")
 	return libWhere.ReplaceAllString(line, "")
 }
 
