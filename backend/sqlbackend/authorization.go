@@ -219,6 +219,9 @@ func authFailure(r *authRow) error {
 	case backend.StatusDone:
 		return fmt.Errorf("authdb: consume authorization flow %s: %w", r.id, backend.ErrAlreadyUsed)
 	case backend.StatusReady:
+		if err := unreadableIDToken(r.idToken); err != nil {
+			return fmt.Errorf("authdb: consume authorization flow %s: %w: %w", r.id, backend.ErrFlowFailed, err)
+		}
 		return errRaced
 	}
 	return fmt.Errorf("authdb: consume authorization flow %s (status %s): %w", r.id, r.f.Status, backend.ErrFlowFailed)

@@ -305,6 +305,9 @@ func deviceFailure(r *deviceRow, since time.Time) error {
 	case r.f.Status == backend.StatusPending:
 		return fmt.Errorf(op+": %w", r.f.UserCode, backend.ErrAuthorizationPending)
 	case r.f.Status == backend.StatusReady:
+		if err := unreadableIDToken(r.idToken); err != nil {
+			return fmt.Errorf(op+": %w: %w", r.f.UserCode, backend.ErrFlowFailed, err)
+		}
 		return errRaced
 	}
 	return fmt.Errorf(op+" (status %s): %w", r.f.UserCode, r.f.Status, backend.ErrFlowFailed)

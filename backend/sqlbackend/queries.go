@@ -151,6 +151,19 @@ func buildQueries(d string, mariaDB, familyLifetime bool, subCharset string) *qu
 	q.nthDevice = `SELECT "CreationTime" FROM "DeviceFlows" WHERE "CreationTime">=? AND "CreationTime"<? ORDER BY "CreationTime" LIMIT 1 OFFSET ?`
 	q.nthAuth = `SELECT "CreationTime" FROM "AuthorizationFlows" WHERE "CreationTime">=? AND "CreationTime"<? ORDER BY "CreationTime" LIMIT 1 OFFSET ?`
 	q.nthToken = `SELECT "JTI" FROM "RefreshTokens" WHERE "JTI">=? AND "JTI"<? ORDER BY "JTI" LIMIT 1 OFFSET ?`
+	// A flow is consumed only when its stored ID token is a JSON object: a
+	// row another program wrote with an array, a scalar or null there is
+	// not marked DONE (and then reported unreadable) but left READY, and
+	// the failure path says why (deviceFailure, authFailure). MySQL reads
+	// the row before its update and checks it in Go.
+	switch d {
+	case dialect.SQLite:
+		q.consumeDevice += ` AND json_type("IDToken")='object'`
+		q.consumeAuth += ` AND json_type("IDToken")='object'`
+	case dialect.Postgres:
+		q.consumeDevice += ` AND json_typeof(CAST("IDToken" AS json))='object'`
+		q.consumeAuth += ` AND json_typeof(CAST("IDToken" AS json))='object'`
+	}
 	switch d {
 	case dialect.SQLite:
 		q.consumeDevice += ` RETURNING ` + deviceCols
