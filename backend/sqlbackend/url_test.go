@@ -228,6 +228,8 @@ func FuzzParseURL(f *testing.F) {
 		{1, secret, "h:99999999999/db"},
 		{2, "ünïcödé", "%zz/db"},
 		{4, secret, "h/db"},
+		{1, "s3cretpw?x", "127.0.0.1:5450/adv?sslmode=disable"},
+		{3, "p#ss@w/rd", "h:3306/db?nope=1"},
 	} {
 		f.Add(seed.scheme, seed.password, seed.rest)
 		f.Add(seed.scheme, seed.password, seed.password+"@"+seed.rest)
@@ -256,6 +258,15 @@ func FuzzParseURL(f *testing.F) {
 			if strings.Contains(err.Error(), p) && !strings.Contains(without, p) && !strings.Contains(s, p) {
 				t.Errorf("error for %q shows the password %q: %v", raw, p, err)
 			}
+		}
+		// The password as people paste it: unencoded (issue 10).
+		raw = s + "://user:" + password + "@" + rest
+		if _, err := parseURL(raw); err != nil && strings.Contains(err.Error(), password) &&
+			!strings.Contains(s+"://user:@"+rest, password) {
+			t.Errorf("error for %q shows the unencoded password %q: %v", raw, password, err)
+		}
+		if red := backend.Redact(raw); strings.Contains(red, password) && !strings.Contains(s+"://user:@"+rest, password) {
+			t.Errorf("Redact(%q) = %q shows the password", raw, red)
 		}
 	})
 }
