@@ -33,7 +33,8 @@ generate:
 ## authdb beside a hand-written database/sql baseline, interleaved, printed as
 ## one table (internal/bench; local servers as in the test set-up). Options:
 ## listing with 1,000,000 tokens included (-1m=false leaves it out); BENCH_FLAGS, e.g.
-## BENCH_FLAGS='-engines sqlite -ops Rotate -budget 2s -mode prepared'.
+## BENCH_FLAGS='-engines sqlite -ops Rotate -budget 2s -mode prepared'; -families: both
+## implementations with the refresh-token family options on (docs/families.md).
 ## The testing.B form: go test -run '^$$' -bench SQL ./internal/bench
 bench:
 	cd internal/bench && \

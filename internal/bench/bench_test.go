@@ -23,6 +23,7 @@ var (
 	flagNoCtx   = flag.Bool("nocancel", false, "calls get a context that never ends (MySQL: no kill-on-cancel path)")
 	flagMode    = flag.String("mode", "prepared", "baseline statements: prepared or plain")
 	flagOtel    = flag.String("otel", "", "TestBenchTable: otelauthdb's overhead instead: wrapped vs unwrapped authdb, with providers noop or sdk")
+	flagFamily  = flag.Bool("families", false, "TestBenchTable: both implementations with the family options on (familyOptions)")
 )
 
 func mode(tb testing.TB) baseline.Mode {
@@ -73,6 +74,9 @@ func TestBenchTable(t *testing.T) {
 			if *flagOtel != "" {
 				return NewOtelEnv(t, engine, *flagOtel)
 			}
+			if *flagFamily {
+				return NewEnvConfig(t, engine, mode(t), EnvConfig{Options: familyOptions})
+			}
 			return NewEnv(t, engine, mode(t))
 		}
 		env := newEnv()
@@ -99,6 +103,9 @@ func TestBenchTable(t *testing.T) {
 		fmt.Printf("\notelauthdb overhead, providers: %s (ratio: wrapped / unwrapped)\n\n", *flagOtel)
 	} else {
 		fmt.Printf("\nbaseline statements: %s\n\n", mode(t))
+	}
+	if *flagFamily {
+		fmt.Printf("family options on: RevokeFamily, a 1m rotation grace, a 24h family lifetime\n\n")
 	}
 	if err := WriteTable(os.Stdout, results); err != nil {
 		t.Fatal(err)

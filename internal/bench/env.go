@@ -163,6 +163,12 @@ func implOptions(c *Clock, extra ...backend.Option) []backend.Option {
 	return append([]backend.Option{backend.WithClock(c.Now)}, extra...)
 }
 
+// familyOptions are the refresh-token family options make bench measures
+// with -families (and TestRoundTripsFamilies counts): a replay revokes one
+// family, a one-minute grace window, a one-day family lifetime.
+var familyOptions = []backend.Option{backend.WithReuseScope(backend.RevokeFamily),
+	backend.WithRotationGrace(time.Minute), backend.WithFamilyLifetime(24 * time.Hour)}
+
 // EnvConfig changes how NewEnvConfig sets an environment up.
 type EnvConfig struct {
 	// MaxOpenConns bounds both implementations' pools (0: sqlbackend's
@@ -191,7 +197,7 @@ func NewEnvConfig(tb testing.TB, engine string, mode baseline.Mode, cfg EnvConfi
 	ctx := context.Background()
 	if engine == Memory {
 		clock := &Clock{}
-		m := memory.New(implOptions(clock)...)
+		m := memory.New(implOptions(clock, cfg.Options...)...)
 		tb.Cleanup(func() { m.Close() })
 		return &Env{Engine: Memory, Authdb: &Impl{Name: "authdb", B: m, Clock: clock}}
 	}

@@ -2,7 +2,6 @@ package bench
 
 import (
 	"testing"
-	"time"
 
 	"github.com/google/uuid"
 
@@ -23,8 +22,7 @@ func TestRoundTripsFamilies(t *testing.T) {
 		opts []backend.Option
 	}{
 		{"options off", nil},
-		{"options on", []backend.Option{backend.WithReuseScope(backend.RevokeFamily),
-			backend.WithRotationGrace(time.Minute), backend.WithFamilyLifetime(24 * time.Hour)}},
+		{"options on", familyOptions},
 	}
 	for _, engine := range SQLEngines {
 		t.Run(engine, func(t *testing.T) {
