@@ -37,6 +37,52 @@ type MaintJob struct {
 	Run func(ctx context.Context) (int64, error)
 	// Slice, if set, runs the job in windows of Slice (see above).
 	Slice time.Duration
+	// Gate, if set, makes the windows without ending the call: the job's
+	// clean-up progress callback calls Gate.Batch after each batch, which
+	// sleeps Slice/2 once Slice of work has passed. (Ending the call each
+	// window would make every window's first batch read again the index
+	// entries the earlier windows deleted, until the server's vacuum or
+	// purge removes them.)
+	Gate *Gate
+}
+
+// Gate cuts a running clean-up into windows from its progress callback.
+type Gate struct {
+	mu     sync.Mutex
+	slice  time.Duration
+	origin time.Time
+	from   time.Time
+	busy   []Interval
+	on     bool
+}
+
+// Batch is the clean-up's progress callback: after a batch, once the
+// window has lasted its Slice, it records the window and sleeps Slice/2.
+func (g *Gate) Batch(string, int64) {
+	g.mu.Lock()
+	if !g.on || time.Since(g.from) < g.slice {
+		g.mu.Unlock()
+		return
+	}
+	g.busy = append(g.busy, Interval{g.from.Sub(g.origin), time.Since(g.origin)})
+	g.mu.Unlock()
+	time.Sleep(g.slice / 2)
+	g.mu.Lock()
+	g.from = time.Now()
+	g.mu.Unlock()
+}
+
+func (g *Gate) begin(origin time.Time, slice time.Duration) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.origin, g.slice, g.from, g.on, g.busy = origin, slice, time.Now(), true, nil
+}
+
+func (g *Gate) end() []Interval {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.on = false
+	return append(g.busy, Interval{g.from.Sub(g.origin), time.Since(g.origin)})
 }
 
 // Interval is a span of a run, since its start.
@@ -163,6 +209,16 @@ func RunMaintenance(ctx context.Context, e *Env, job MaintJob, quiet time.Durati
 		time.Sleep(MaintWarmup + quiet)
 		sampler := e.StartSampler(ctx)
 		res.JobStart = time.Since(start)
+		if job.Gate != nil {
+			job.Gate.begin(start, job.Slice)
+			res.Rows, jobErr = job.Run(ctx)
+			res.Busy = job.Gate.end()
+			for _, iv := range res.Busy {
+				res.JobTime += iv.To - iv.From
+			}
+			res.Server, res.Waits, _, _ = sampler.Stop(ctx)
+			return
+		}
 		for {
 			from := time.Since(start)
 			jctx, cancel := ctx, context.CancelFunc(func() {})

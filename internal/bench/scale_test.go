@@ -317,8 +317,9 @@ func cleanSettings(tb testing.TB) []cleanSetting {
 
 // janitor opens a second authdb backend on e's database with the clean-up
 // setting, as an operator's clean-up process would.
-func janitor(t *testing.T, ctx context.Context, e *Env, s cleanSetting) *sqlbackend.Backend {
-	b, err := sqlbackend.Open(ctx, e.URL, backend.WithoutMigration(), backend.WithCleanupBatchSize(s.batch), backend.WithCleanupPause(s.pause))
+func janitor(t *testing.T, ctx context.Context, e *Env, s cleanSetting, gate *Gate) *sqlbackend.Backend {
+	b, err := sqlbackend.Open(ctx, e.URL, backend.WithoutMigration(), backend.WithCleanupBatchSize(s.batch), backend.WithCleanupPause(s.pause),
+		backend.WithCleanupProgress(gate.Batch))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -356,7 +357,8 @@ func scaleMaint(t *testing.T, ctx context.Context) {
 		env := NewEnvConfig(t, engine, baseline.Prepared, EnvConfig{MaxOpenConns: *flagScalePool})
 		var next int64
 		for _, s := range cleanSettings(t) {
-			jan := janitor(t, ctx, env, s)
+			gate := &Gate{}
+			jan := janitor(t, ctx, env, s, gate)
 			// (a) refresh tokens.
 			loadStart := time.Now()
 			ts := TokenSet{BaseMs: time.Now().Add(-expiredAge).UnixMilli(), StepMs: 1, SubPrefix: "expired-"}
@@ -365,7 +367,7 @@ func scaleMaint(t *testing.T, ctx context.Context) {
 			}
 			next += n
 			progress("maint %s: loaded %d expired tokens in %.1fs", engine, n, time.Since(loadStart).Seconds())
-			r, err := RunMaintenance(ctx, env, MaintJob{Name: "tokens", Setting: s.name, Slice: *flagScaleSlice, Run: func(ctx context.Context) (int64, error) {
+			r, err := RunMaintenance(ctx, env, MaintJob{Name: "tokens", Setting: s.name, Slice: *flagScaleSlice, Gate: gate, Run: func(ctx context.Context) (int64, error) {
 				return jan.CleanExpiredRefreshTokens(ctx, cleanRetention)
 			}}, *flagScaleQuiet)
 			if err != nil {
@@ -379,7 +381,7 @@ func scaleMaint(t *testing.T, ctx context.Context) {
 			}
 			next += n / 2
 			progress("maint %s: loaded %d expired flows in %.1fs", engine, n, time.Since(loadStart).Seconds())
-			r, err = RunMaintenance(ctx, env, MaintJob{Name: "flows", Setting: s.name, Slice: *flagScaleSlice, Run: func(ctx context.Context) (int64, error) {
+			r, err = RunMaintenance(ctx, env, MaintJob{Name: "flows", Setting: s.name, Slice: *flagScaleSlice, Gate: gate, Run: func(ctx context.Context) (int64, error) {
 				d, err := jan.CleanExpiredDeviceFlows(ctx, cleanRetention)
 				if err != nil || d == 0 && ctx.Err() != nil {
 					return d, err
