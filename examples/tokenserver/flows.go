@@ -45,11 +45,7 @@ func checkScope(raw string) (string, error) {
 
 // deviceAuthorization is RFC 8628 §3.1-3.2.
 func (s *Server) deviceAuthorization(w http.ResponseWriter, r *http.Request) {
-	if err := parseForm(r); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	clientID, err := s.clientID(r)
+	clientID, err := s.formClient(r)
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -19,11 +19,7 @@ import (
 // 200 and changes nothing (§2.2), so the endpoint tells nothing about tokens
 // a client does not hold.
 func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
-	if err := parseForm(r); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	clientID, err := s.clientID(r)
+	clientID, err := s.formClient(r)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -64,11 +60,7 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 // caller learns only about tokens it already holds; a deployment with
 // resource servers would give them confidential credentials instead.
 func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
-	if err := parseForm(r); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	if _, err := s.clientID(r); err != nil {
+	if _, err := s.formClient(r); err != nil {
 		s.fail(w, r, err)
 		return
 	}

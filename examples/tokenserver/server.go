@@ -327,6 +327,15 @@ func singleValued(v url.Values) error {
 	return nil
 }
 
+// formClient parses the form of a request to a client endpoint (parseForm)
+// and identifies its client (clientID), returning the first error of the two.
+func (s *Server) formClient(r *http.Request) (string, error) {
+	if err := parseForm(r); err != nil {
+		return "", err
+	}
+	return s.clientID(r)
+}
+
 // clientID identifies the client of a request to /device_authorization,
 // /token, /revoke or /introspect (RFC 6749 §2.3, §3.2.1). Every client here
 // is public, so identification is all there is; what is checked:

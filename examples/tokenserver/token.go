@@ -28,11 +28,7 @@ type tokenResponse struct {
 
 // token is the token endpoint (RFC 6749 §4.1.3, §6; RFC 8628 §3.4).
 func (s *Server) token(w http.ResponseWriter, r *http.Request) {
-	if err := parseForm(r); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	clientID, err := s.clientID(r)
+	clientID, err := s.formClient(r)
 	if err != nil {
 		s.fail(w, r, err)
 		return
