@@ -316,6 +316,10 @@ func (s *Server) launch() error {
 	}
 	cmd := exec.Command("bash", s.args()...)
 	cmd.Stdout, cmd.Stderr = log, log
+	// The scripts' watchdog kills the server when this process is gone:
+	// Pdeathsig alone fires when the thread that started it exits, which
+	// the Go runtime may do long before the process does (or never).
+	cmd.Env = append(os.Environ(), "AUTHDB_TESTSERVER_PARENT="+strconv.Itoa(os.Getpid()))
 	// Its own process group, so that Kill9 reaches every server process;
 	// SIGKILL when the test binary dies, so that no server outlives it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}

@@ -35,11 +35,23 @@ init() {
   fi
 }
 
+# watchdog: when AUTHDB_TESTSERVER_PARENT (the test binary) exits, kill the
+# server (this shell's pid, which exec hands to the server) with SIGKILL.
+watchdog() {
+  [ -n "${AUTHDB_TESTSERVER_PARENT:-}" ] || return 0
+  local me=$$
+  (
+    while kill -0 "$AUTHDB_TESTSERVER_PARENT" 2>/dev/null && kill -0 "$me" 2>/dev/null; do sleep 1; done
+    kill -9 "$me" 2>/dev/null
+  ) </dev/null >/dev/null 2>&1 &
+}
+
 run() {
   local dir=$1 port=$2; shift 2
   local charset=(--character-set-server=utf8mb4 --collation-server=utf8mb4_general_ci)
   case " $* " in *" --character-set-server="*|*" --collation-server="*) charset=() ;; esac
   mkdir -p "$dir/tmp"
+  watchdog
   exec mariadbd --no-defaults --datadir="$dir/data" --tmpdir="$dir/tmp" "${user[@]}" \
     --port="$port" --bind-address=127.0.0.1 --socket="$dir/mysqld.sock" \
     --pid-file="$dir/mysqld.pid" --skip-name-resolve --skip-log-bin \

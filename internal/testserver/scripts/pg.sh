@@ -52,6 +52,17 @@ init() {
   fi
 }
 
+# watchdog: when AUTHDB_TESTSERVER_PARENT (the test binary) exits, kill the
+# server (this shell's pid, which exec hands to the server) with SIGKILL.
+watchdog() {
+  [ -n "${AUTHDB_TESTSERVER_PARENT:-}" ] || return 0
+  local me=$$
+  (
+    while kill -0 "$AUTHDB_TESTSERVER_PARENT" 2>/dev/null && kill -0 "$me" 2>/dev/null; do sleep 1; done
+    kill -9 "$me" 2>/dev/null
+  ) </dev/null >/dev/null 2>&1 &
+}
+
 run() {
   local dir=$1 port=$2; shift 2
   local args=(-D "$dir/data" -p "$port" -k "$dir/sock"
@@ -59,6 +70,7 @@ run() {
     -c logging_collector=off -c shared_buffers=32MB -c max_wal_size=256MB)
   local s
   for s in "$@"; do args+=(-c "$s"); done
+  watchdog
   if [ "$(id -u)" = 0 ]; then
     exec setpriv --reuid=postgres --regid=postgres --init-groups --pdeathsig=keep -- "$PGBIN/postgres" "${args[@]}"
   fi
