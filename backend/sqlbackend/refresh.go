@@ -81,24 +81,9 @@ func (b *Backend) GetUserRefreshTokens(ctx context.Context, sub string) ([]backe
 	}
 	var out []backend.RefreshToken
 	err := b.retry(ctx, func() error {
-		out = out[:0]
-		rows, err := b.pool.QueryContext(ctx, query, args...)
-		if err != nil {
-			return b.wrap(ctx, op, safeToRetry(err))
-		}
-		defer rows.Close()
-		var r tokenRow
-		dest := r.dest()
-		for rows.Next() {
-			if err := rows.Scan(dest...); err != nil {
-				return b.wrap(ctx, op, err)
-			}
-			out = append(out, r.t)
-		}
-		if err := rows.Err(); err != nil {
-			return b.wrap(ctx, op, safeToRetry(err))
-		}
-		return nil
+		var err error
+		out, err = b.queryTokens(ctx, b.pool, op, query, args, out[:0])
+		return err
 	})
 	if err != nil {
 		return nil, err

@@ -210,6 +210,31 @@ func queryRow(ctx context.Context, q querier, query string, args []any, dest ...
 	return true, rows.Close()
 }
 
+// queryTokens runs a query of refresh token rows (tokenCols) on q, one
+// attempt, and appends the tokens to out. Errors are wrapped for op; a
+// failed query or a failure while reading the rows is marked retryable
+// when the connection was lost (safeToRetry: the statement only reads); a
+// row that does not scan is not.
+func (b *Backend) queryTokens(ctx context.Context, q querier, op, query string, args []any, out []backend.RefreshToken) ([]backend.RefreshToken, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return out, b.wrap(ctx, op, safeToRetry(err))
+	}
+	defer rows.Close()
+	var r tokenRow
+	dest := r.dest()
+	for rows.Next() {
+		if err := rows.Scan(dest...); err != nil {
+			return out, b.wrap(ctx, op, err)
+		}
+		out = append(out, r.t)
+	}
+	if err := rows.Err(); err != nil {
+		return out, b.wrap(ctx, op, safeToRetry(err))
+	}
+	return out, nil
+}
+
 // exec runs a statement and returns the rows it affected (MySQL: matched,
 // since the connection asks for found rows).
 func exec(ctx context.Context, q querier, query string, args ...any) (int64, error) {

@@ -38,24 +38,9 @@ func (b *Backend) RefreshTokens(ctx context.Context, sub string) iter.Seq2[backe
 		last := uuid.Nil
 		for {
 			err := b.retry(ctx, func() error {
-				page = page[:0]
-				rows, err := b.db.QueryContext(ctx, query, append(args, b.idArg(last), size)...)
-				if err != nil {
-					return b.wrap(ctx, op, safeToRetry(err))
-				}
-				defer rows.Close()
-				var r tokenRow
-				dest := r.dest()
-				for rows.Next() {
-					if err := rows.Scan(dest...); err != nil {
-						return b.wrap(ctx, op, err)
-					}
-					page = append(page, r.t)
-				}
-				if err := rows.Err(); err != nil {
-					return b.wrap(ctx, op, safeToRetry(err))
-				}
-				return nil
+				var err error
+				page, err = b.queryTokens(ctx, b.db, op, query, append(args, b.idArg(last), size), page[:0])
+				return err
 			})
 			if err != nil {
 				yield(backend.RefreshToken{}, err)
