@@ -383,6 +383,17 @@ func (s *Server) mustOwn(t testing.TB, what string) {
 	}
 }
 
+// take hands the server process (its command, the channel closed when it
+// exits, its log) to the caller, which ends it; cmd is nil when no process
+// is held (never started, or already taken by kill9 or stop).
+func (s *Server) take() (cmd *exec.Cmd, done chan struct{}, log *os.File) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cmd, done, log = s.cmd, s.done, s.log
+	s.cmd = nil
+	return cmd, done, log
+}
+
 // Kill9 sends SIGKILL to every process of the server at once (the
 // postmaster and its backends, or mariadbd) and waits until they are gone,
 // as a crash would leave it: no shutdown, no checkpoint.
@@ -395,10 +406,7 @@ func (s *Server) Kill9(t testing.TB) {
 }
 
 func (s *Server) kill9() error {
-	s.mu.Lock()
-	cmd, done, log := s.cmd, s.done, s.log
-	s.cmd = nil
-	s.mu.Unlock()
+	cmd, done, log := s.take()
 	if cmd == nil {
 		return nil
 	}
@@ -427,10 +435,7 @@ func (s *Server) Stop(t testing.TB) {
 }
 
 func (s *Server) stop() error {
-	s.mu.Lock()
-	cmd, done, log := s.cmd, s.done, s.log
-	s.cmd = nil
-	s.mu.Unlock()
+	cmd, done, log := s.take()
 	if cmd == nil {
 		return nil
 	}
