@@ -227,6 +227,11 @@ func parseServerURL(scheme, rawURL string) (*config, error) {
 		return cfg, cfg.mysqlConfig(u, q)
 	}
 	cfg.dialect = dialect.Postgres
+	if strings.Trim(u.Path, "/") == "" {
+		// libpq would fall back to a database named after the user: a
+		// forgotten path would then migrate the server's default database.
+		return nil, invalidURL(cfg.where, "want a database name in the path (%s://user:password@host:5432/database)", scheme)
+	}
 	if err := parsePostgresHosts(cfg.where, u, q); err != nil {
 		return nil, err
 	}
