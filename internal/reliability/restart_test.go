@@ -112,7 +112,10 @@ func TestRestartServer(t *testing.T) {
 		t.Run(engine, func(t *testing.T) {
 			e := newEnv(t, engine)
 			srv := localServer(t, engine)
-			b := e.open(t, backend.WithMaxIdleConns(8))
+			// No reconnect budget: this test wants calls made while the server
+			// is down to fail at once (the budget's waiting is tested by the
+			// failover and kill -9 tests).
+			b := e.open(t, backend.WithMaxIdleConns(8), backend.WithReconnectBudget(-1))
 			ctx := t.Context()
 			sub := "restart-" + engine
 			cur := e.newJTI()
