@@ -215,36 +215,18 @@ func (w *wrapped) RevokeRefreshTokenFamily(ctx context.Context, jti uuid.UUID) (
 }
 
 // CleanExpiredDeviceFlows implements backend.Backend.
-func (w *wrapped) CleanExpiredDeviceFlows(ctx context.Context, maxRetention time.Duration) (n int64, err error) {
-	ctx, span, t0 := w.start(ctx, opCleanExpiredDeviceFlows, nil)
-	n, err = w.b.CleanExpiredDeviceFlows(ctx, maxRetention)
-	w.end(ctx, opCleanExpiredDeviceFlows, span, t0, err, "")
-	if err == nil || n > 0 { // a 0 says a clean-up ran
-		w.deleted.Add(ctx, n, w.tables[opCleanExpiredDeviceFlows])
-	}
-	return
+func (w *wrapped) CleanExpiredDeviceFlows(ctx context.Context, maxRetention time.Duration) (int64, error) {
+	return w.clean(ctx, opCleanExpiredDeviceFlows, w.b.CleanExpiredDeviceFlows, maxRetention)
 }
 
 // CleanExpiredAuthorizationFlows implements backend.Backend.
-func (w *wrapped) CleanExpiredAuthorizationFlows(ctx context.Context, maxRetention time.Duration) (n int64, err error) {
-	ctx, span, t0 := w.start(ctx, opCleanExpiredAuthorizationFlows, nil)
-	n, err = w.b.CleanExpiredAuthorizationFlows(ctx, maxRetention)
-	w.end(ctx, opCleanExpiredAuthorizationFlows, span, t0, err, "")
-	if err == nil || n > 0 { // a 0 says a clean-up ran
-		w.deleted.Add(ctx, n, w.tables[opCleanExpiredAuthorizationFlows])
-	}
-	return
+func (w *wrapped) CleanExpiredAuthorizationFlows(ctx context.Context, maxRetention time.Duration) (int64, error) {
+	return w.clean(ctx, opCleanExpiredAuthorizationFlows, w.b.CleanExpiredAuthorizationFlows, maxRetention)
 }
 
 // CleanExpiredRefreshTokens implements backend.Backend.
-func (w *wrapped) CleanExpiredRefreshTokens(ctx context.Context, maxRetention time.Duration) (n int64, err error) {
-	ctx, span, t0 := w.start(ctx, opCleanExpiredRefreshTokens, nil)
-	n, err = w.b.CleanExpiredRefreshTokens(ctx, maxRetention)
-	w.end(ctx, opCleanExpiredRefreshTokens, span, t0, err, "")
-	if err == nil || n > 0 { // a 0 says a clean-up ran
-		w.deleted.Add(ctx, n, w.tables[opCleanExpiredRefreshTokens])
-	}
-	return
+func (w *wrapped) CleanExpiredRefreshTokens(ctx context.Context, maxRetention time.Duration) (int64, error) {
+	return w.clean(ctx, opCleanExpiredRefreshTokens, w.b.CleanExpiredRefreshTokens, maxRetention)
 }
 
 // Ping implements backend.Backend.
@@ -389,4 +371,17 @@ func (m partitionMethods) MaintainRefreshTokenPartitions(ctx context.Context, re
 	}
 	m.w.end(ctx, opMaintainRefreshTokenPartitions, span, t0, err, "")
 	return rep, err
+}
+
+// clean runs one of the three clean-ups as a span and counts what it
+// deleted in authdb.cleanup.deleted by table (a 0 with no error says a
+// clean-up ran).
+func (w *wrapped) clean(ctx context.Context, o op, fn func(context.Context, time.Duration) (int64, error), maxRetention time.Duration) (n int64, err error) {
+	ctx, span, t0 := w.start(ctx, o, nil)
+	n, err = fn(ctx, maxRetention)
+	w.end(ctx, o, span, t0, err, "")
+	if err == nil || n > 0 {
+		w.deleted.Add(ctx, n, w.tables[o])
+	}
+	return n, err
 }
