@@ -117,123 +117,239 @@ func Setup(ctx context.Context, db *sql.DB, now time.Time, logger *slog.Logger) 
 	return created, err
 }
 
+// Maintain brings the monthly partitions of RefreshTokens in line with
+// Plan(existing, now, retentionMonths, monthsAhead) and reports what it did,
+// paced by DefaultPacing: MaintainPaced(ctx, db, now, retentionMonths,
+// monthsAhead, DefaultPacing).
+func Maintain(ctx context.Context, db *sql.DB, now time.Time, retentionMonths, monthsAhead int) (backend.PartitionReport, error) {
+	return MaintainPaced(ctx, db, now, retentionMonths, monthsAhead, DefaultPacing)
+}
+
+// Pacing spreads partition maintenance over time so that the token traffic
+// it runs beside keeps its latency. Every ALTER TABLE on a partition takes
+// the table's metadata lock exclusively: it waits for the transactions in
+// flight on RefreshTokens, and every statement on the table that arrives
+// meanwhile waits behind it, so each statement is a short stall of all
+// token traffic (tens of milliseconds on a quiet server). Pacing bounds
+// how often (Pause) and how long (LockWait) that happens.
+type Pacing struct {
+	// Pause is how long maintenance waits between two statements, holding
+	// no lock and no connection; 0: none.
+	Pause time.Duration
+	// LockWait bounds how long one statement waits for the metadata lock
+	// (the session's lock_wait_timeout, in whole seconds, rounded up; the
+	// server's own default is a year on MariaDB). A statement that times
+	// out, because a long transaction holds the table, stops blocking the
+	// traffic queued behind it and is tried again after the pause, up to 8
+	// times in all. 0: the server's lock_wait_timeout.
+	LockWait time.Duration
+}
+
+// DefaultPacing is Maintain's pacing: backend.DefaultPartitionPause between
+// statements, a metadata-lock wait of one second. docs/scale.md ("Latency
+// under maintenance") has the measurements behind it.
+var DefaultPacing = Pacing{Pause: backend.DefaultPartitionPause, LockWait: time.Second}
+
+// MaintainPaced brings the monthly partitions of RefreshTokens in line with
+// Plan(existing, now, retentionMonths, monthsAhead) and reports what it did.
+//
+// It adds first, one month per statement, each splitting p_future (ALTER
+// TABLE ... REORGANIZE PARTITION p_future INTO (p_<month>, p_future)), then
+// drops, one month per statement, oldest first (ALTER TABLE ... DROP
+// PARTITION p_<month>), waiting p.Pause between two statements. Dropping a
+// partition deletes all of its tokens, revoked ones included (and, for the
+// oldest partition, every older token): retentionMonths must outlive the
+// longest refresh-token lifetime, or a replayed revoked token would no
+// longer be recognised.
+//
+// Each statement is atomic; the call is not: when a statement fails, or ctx
+// ends during a pause, the report lists the months changed so far and the
+// error is returned (ctx's, wrapped, for a pause); running it again
+// completes the work. Inserts and rotations running concurrently wait for
+// the metadata lock and are not lost. Concurrent maintenance and Setup
+// calls on one server are serialised statement by statement by a MySQL
+// named lock, taken for each statement and released during the pauses; each
+// statement is planned from the layout read under that lock. On a Galera
+// cluster, where the lock is per node, maintenance may run from several
+// nodes at once: a statement that finds a partition already added or
+// dropped by another (1517, 1507, ...), or that another's DDL aborted
+// (1213), reads the layout again, plans anew and carries on, so every
+// caller succeeds and the layout is the planned one. The report lists what
+// this call changed. A second call with the same arguments is a no-op.
+//
+// Errors: negative retentionMonths or monthsAhead, or a negative pacing,
+// wrap backend.ErrInvalidInput; a database that is not MySQL/MariaDB, or an
+// unpartitioned RefreshTokens (the message says how to partition it), wraps
+// backend.ErrUnsupported; a partitioning that is not the layout of this
+// package (other names or bounds, no p_future) is an error and nothing is
+// changed.
+func MaintainPaced(ctx context.Context, db *sql.DB, now time.Time, retentionMonths, monthsAhead int, p Pacing) (backend.PartitionReport, error) {
+	var rep backend.PartitionReport
+	if err := checkMaintain(db, retentionMonths, monthsAhead); err != nil {
+		return rep, err
+	}
+	if p.Pause < 0 {
+		return rep, backend.InvalidInput("pause", "must not be negative")
+	}
+	if p.LockWait < 0 {
+		return rep, backend.InvalidInput("lock wait", "must not be negative")
+	}
+	for step := 0; ; step++ {
+		if step > 0 && p.Pause > 0 {
+			if err := pause(ctx, p.Pause); err != nil {
+				return rep, fmt.Errorf("authdb: partition maintenance: stopped after %d added and %d dropped months: %w",
+					len(rep.Added), len(rep.Dropped), err)
+			}
+		}
+		var done bool
+		err := withLock(ctx, db, func(conn *sql.Conn, schema string) error {
+			var err error
+			done, err = maintainStep(ctx, conn, schema, now, retentionMonths, monthsAhead, p, &rep, step == 0)
+			return err
+		})
+		if err != nil || done {
+			return rep, err
+		}
+	}
+}
+
 // PlanMaintenance returns what Maintain would do with the same arguments
 // (Existing, and the months it would add and drop), without changing
 // anything. Its errors are Maintain's.
 func PlanMaintenance(ctx context.Context, db *sql.DB, now time.Time, retentionMonths, monthsAhead int) (backend.PartitionReport, error) {
-	return maintain(ctx, db, now, retentionMonths, monthsAhead, false)
-}
-
-// Maintain brings the monthly partitions of RefreshTokens in line with
-// Plan(existing, now, retentionMonths, monthsAhead) and reports what it did.
-//
-// It adds first, in one statement that splits p_future (ALTER TABLE ...
-// REORGANIZE PARTITION p_future INTO (...new months..., p_future)), then
-// drops, in one ALTER TABLE ... DROP PARTITION. Dropping a partition deletes
-// all of its tokens, revoked ones included (and, for the oldest partition,
-// every older token): retentionMonths must outlive the longest refresh-token
-// lifetime, or a replayed revoked token would no longer be recognised.
-//
-// Each statement is atomic; the pair is not: when the drop fails after the
-// add succeeded, the report lists the added months and the error is
-// returned, and running Maintain again completes the work. Inserts running
-// concurrently wait for the metadata lock and are not lost. Concurrent
-// Maintain and Setup calls on one server are serialised by a MySQL named
-// lock; on a Galera cluster, where the lock is per node, maintenance may
-// run from several nodes at once: a statement that finds a partition
-// already added or dropped by another (1517, 1507, ...), or that another's
-// DDL aborted (1213), reads the layout again, plans anew and carries on, so
-// every caller succeeds and the layout is the planned one. The report
-// lists what this call changed. A second call with the same arguments is
-// a no-op.
-//
-// Errors: negative retentionMonths or monthsAhead wrap backend.ErrInvalidInput;
-// a database that is not MySQL/MariaDB, or an unpartitioned RefreshTokens
-// (the message says how to partition it), wraps backend.ErrUnsupported; a
-// partitioning that is not the layout of this package (other names or
-// bounds, no p_future) is an error and nothing is changed.
-func Maintain(ctx context.Context, db *sql.DB, now time.Time, retentionMonths, monthsAhead int) (backend.PartitionReport, error) {
-	return maintain(ctx, db, now, retentionMonths, monthsAhead, true)
-}
-
-func maintain(ctx context.Context, db *sql.DB, now time.Time, retentionMonths, monthsAhead int, apply bool) (backend.PartitionReport, error) {
 	var rep backend.PartitionReport
-	if retentionMonths < 0 {
-		return rep, backend.InvalidInput("retentionMonths", "must not be negative")
-	}
-	if monthsAhead < 0 {
-		return rep, backend.InvalidInput("monthsAhead", "must not be negative")
-	}
-	if !IsMySQL(db) {
-		return rep, fmt.Errorf("authdb: partition maintenance: only on MySQL/MariaDB: %w", backend.ErrUnsupported)
-	}
-	run := func(conn *sql.Conn, schema string) error {
-		// Another process may change the partitions between this call's
-		// read and its statements: on another Galera node (where the named
-		// lock is node-local), or on a server where the lock was not
-		// taken. A statement that finds the partition already added or
-		// dropped (or was aborted by another's DDL) reads the layout
-		// again and plans anew; the work left is then smaller.
-		for attempt := 1; ; attempt++ {
-			st, err := readState(ctx, conn, schema)
-			if err != nil {
-				return err
-			}
-			if !st.partitioned() {
-				return fmt.Errorf("authdb: partition maintenance: %s is not partitioned; the SQL backend partitions it "+
-					"on its first migration when it is empty (partition.Setup), or run in a quiet period: %s: %w",
-					table, SetupStatement(now), backend.ErrUnsupported)
-			}
-			existing, err := st.months()
-			if err != nil {
-				return err
-			}
-			drop, add := Plan(existing, now, retentionMonths, monthsAhead)
-			if attempt == 1 {
-				rep.Existing = existing
-			}
-			if !apply {
-				rep.Added, rep.Dropped = add, drop
-				return nil
-			}
-			if len(add) > 0 {
-				stmt := "ALTER TABLE `" + table + "` REORGANIZE PARTITION " + FutureName + " INTO (" + definitions(add) + ")"
-				if _, err := conn.ExecContext(ctx, stmt); err != nil {
-					if concurrentChange(err) && attempt < raceAttempts && ctx.Err() == nil {
-						raceSleep(ctx, attempt)
-						continue
-					}
-					return fmt.Errorf("authdb: partition maintenance: add %s..%s: %w", Name(add[0]), Name(add[len(add)-1]), err)
-				}
-				rep.Added = append(rep.Added, add...)
-			}
-			if len(drop) > 0 {
-				names := make([]string, len(drop))
-				for i, m := range drop {
-					names[i] = Name(m)
-				}
-				stmt := "ALTER TABLE `" + table + "` DROP PARTITION " + strings.Join(names, ", ")
-				if _, err := conn.ExecContext(ctx, stmt); err != nil {
-					if concurrentChange(err) && attempt < raceAttempts && ctx.Err() == nil {
-						raceSleep(ctx, attempt)
-						continue
-					}
-					return fmt.Errorf("authdb: partition maintenance: drop %s: %w", strings.Join(names, ", "), err)
-				}
-				rep.Dropped = append(rep.Dropped, drop...)
-			}
-			return nil
-		}
-	}
-	if apply {
-		return rep, withLock(ctx, db, run)
+	if err := checkMaintain(db, retentionMonths, monthsAhead); err != nil {
+		return rep, err
 	}
 	conn, schema, err := schemaConn(ctx, db)
 	if err != nil {
 		return rep, err
 	}
 	defer conn.Close()
-	return rep, run(conn, schema)
+	st, err := readState(ctx, conn, schema)
+	if err != nil {
+		return rep, err
+	}
+	if rep.Existing, err = st.maintainable(now); err != nil {
+		return rep, err
+	}
+	rep.Dropped, rep.Added = Plan(rep.Existing, now, retentionMonths, monthsAhead)
+	return rep, nil
+}
+
+func checkMaintain(db *sql.DB, retentionMonths, monthsAhead int) error {
+	if retentionMonths < 0 {
+		return backend.InvalidInput("retentionMonths", "must not be negative")
+	}
+	if monthsAhead < 0 {
+		return backend.InvalidInput("monthsAhead", "must not be negative")
+	}
+	if !IsMySQL(db) {
+		return fmt.Errorf("authdb: partition maintenance: only on MySQL/MariaDB: %w", backend.ErrUnsupported)
+	}
+	return nil
+}
+
+// maintainable returns the months of a layout Maintain can maintain.
+func (s state) maintainable(now time.Time) ([]time.Time, error) {
+	if !s.partitioned() {
+		return nil, fmt.Errorf("authdb: partition maintenance: %s is not partitioned; the SQL backend partitions it "+
+			"on its first migration when it is empty (partition.Setup), or run in a quiet period: %s: %w",
+			table, SetupStatement(now), backend.ErrUnsupported)
+	}
+	return s.months()
+}
+
+// maintainStep runs the first statement of the plan made from the layout
+// read on conn (under the named lock): the first month to add, else the
+// first to drop. It reports done when nothing is left to do after it.
+// Another process's change (Galera), or a metadata-lock wait that timed
+// out, makes it read the layout again and plan anew, up to raceAttempts
+// times.
+func maintainStep(ctx context.Context, conn *sql.Conn, schema string, now time.Time, retentionMonths, monthsAhead int,
+	p Pacing, rep *backend.PartitionReport, first bool) (done bool, err error) {
+	if p.LockWait > 0 {
+		secs := int64((p.LockWait + time.Second - 1) / time.Second)
+		if _, err := conn.ExecContext(ctx, "SET SESSION lock_wait_timeout = "+strconv.FormatInt(secs, 10)); err != nil {
+			return false, fmt.Errorf("authdb: partition maintenance: set lock_wait_timeout: %w", err)
+		}
+		defer func() {
+			// A fresh context: the pooled session must not keep the short
+			// timeout. If it cannot be restored, the session is discarded.
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			if _, rerr := conn.ExecContext(rctx, "SET SESSION lock_wait_timeout = DEFAULT"); rerr != nil {
+				conn.Raw(func(any) error { return driver.ErrBadConn })
+			}
+		}()
+	}
+	for attempt := 1; ; attempt++ {
+		st, err := readState(ctx, conn, schema)
+		if err != nil {
+			return false, err
+		}
+		existing, err := st.maintainable(now)
+		if err != nil {
+			return false, err
+		}
+		if first && attempt == 1 {
+			rep.Existing = existing
+		}
+		drop, add := Plan(existing, now, retentionMonths, monthsAhead)
+		if len(add)+len(drop) == 0 {
+			return true, nil
+		}
+		var stmt, what string
+		if len(add) > 0 {
+			stmt = "ALTER TABLE `" + table + "` REORGANIZE PARTITION " + FutureName + " INTO (" + definitions(add[:1]) + ")"
+			what = "add " + Name(add[0])
+		} else {
+			stmt = "ALTER TABLE `" + table + "` DROP PARTITION " + Name(drop[0])
+			what = "drop " + Name(drop[0])
+		}
+		if _, err := conn.ExecContext(ctx, stmt); err != nil {
+			if concurrentChange(err) && attempt < raceAttempts && ctx.Err() == nil {
+				if isLockWaitTimeout(err) {
+					if perr := pause(ctx, max(p.Pause, 100*time.Millisecond)); perr != nil {
+						return false, fmt.Errorf("authdb: partition maintenance: %s: %w", what, perr)
+					}
+				} else {
+					raceSleep(ctx, attempt)
+				}
+				continue
+			}
+			if isLockWaitTimeout(err) {
+				return false, fmt.Errorf("authdb: partition maintenance: %s: a transaction on %s held its metadata lock "+
+					"through %d waits of %s (find it in information_schema.INNODB_TRX): %w", what, table, attempt, p.LockWait, err)
+			}
+			return false, fmt.Errorf("authdb: partition maintenance: %s: %w", what, err)
+		}
+		if len(add) > 0 {
+			rep.Added = append(rep.Added, add[0])
+		} else {
+			rep.Dropped = append(rep.Dropped, drop[0])
+		}
+		return len(add)+len(drop) == 1, nil
+	}
+}
+
+// isLockWaitTimeout reports a lock wait that timed out (1205): for a DDL,
+// the metadata lock that lock_wait_timeout bounds.
+func isLockWaitTimeout(err error) bool {
+	var myErr *mysql.MySQLError
+	return errors.As(err, &myErr) && myErr.Number == 1205
+}
+
+// pause waits d, or until ctx ends (its error).
+func pause(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 // schemaConn takes a connection from db and returns it with the current

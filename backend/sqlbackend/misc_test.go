@@ -181,7 +181,7 @@ func TestPartitionMaintainer(t *testing.T) {
 	for _, e := range engines {
 		t.Run(e.name, func(t *testing.T) {
 			ctx := context.Background()
-			var pm backend.PartitionMaintainer = open(t, newURL(t, e), backend.WithClock(func() time.Time { return now }))
+			var pm backend.PartitionMaintainer = open(t, newURL(t, e), backend.WithClock(func() time.Time { return now }), backend.WithPartitionPause(0))
 			plan, err := pm.PlanRefreshTokenPartitions(ctx, 6, partition.DefaultMonthsAhead)
 			if e.name != "mysql" {
 				if !errors.Is(err, backend.ErrUnsupported) {

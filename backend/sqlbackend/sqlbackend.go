@@ -401,13 +401,16 @@ func (b *Backend) PlanRefreshTokenPartitions(ctx context.Context, retentionMonth
 
 // MaintainRefreshTokenPartitions implements backend.PartitionMaintainer: on
 // MySQL/MariaDB, adds partitions up to now+monthsAhead and drops those past
-// retentionMonths (partition.Maintain with the backend's clock); elsewhere
+// retentionMonths (partition.MaintainPaced with the backend's clock, a
+// statement per month, WithPartitionPause between two); elsewhere
 // backend.ErrUnsupported. Dropped partitions take their tokens with them.
 func (b *Backend) MaintainRefreshTokenPartitions(ctx context.Context, retentionMonths, monthsAhead int) (backend.PartitionReport, error) {
 	if b.dialect != dialect.MySQL {
 		return backend.PartitionReport{}, fmt.Errorf("authdb: maintain refresh token partitions on %s: monthly partitions need MySQL/MariaDB: %w", b.dialect, backend.ErrUnsupported)
 	}
-	return partition.Maintain(ctx, b.db, b.opts.Now(), retentionMonths, monthsAhead)
+	pacing := partition.DefaultPacing
+	pacing.Pause = b.opts.PartitionPause
+	return partition.MaintainPaced(ctx, b.db, b.opts.Now(), retentionMonths, monthsAhead, pacing)
 }
 
 // now is the backend's clock in UTC whole seconds.

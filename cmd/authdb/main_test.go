@@ -467,7 +467,7 @@ func TestPartitions(t *testing.T) {
 			t.Fatalf("--dry-run changed the partitions: %d, then %d", before, again)
 		}
 
-		out = ok(t, dbURL, "partitions", "--months-ahead", "30")
+		out = ok(t, dbURL, "partitions", "--months-ahead", "30", "--pause", "0")
 		wantContains(t, "apply", out, "applied: added 7, dropped 0")
 		out = ok(t, dbURL, "partitions", "--months-ahead", "30")
 		if n := partitionCount(t, out); n != 31 {

@@ -18,7 +18,7 @@ const (
 	defaultMonthsAhead     = 12
 )
 
-const partitionsUsage = `Usage: authdb [--db URL] partitions [--retention-months N] [--months-ahead N] [--dry-run]
+const partitionsUsage = `Usage: authdb [--db URL] partitions [--retention-months N] [--months-ahead N] [--pause DUR] [--dry-run]
 
 On MySQL/MariaDB, RefreshTokens is partitioned BY RANGE COLUMNS (JTI), one
 partition per calendar month (UTC) named p_<year>_<month>, plus p_future.
@@ -29,6 +29,11 @@ This command shows the partitions and the plan, then applies it (unless
   - add monthly partitions (splitting p_future) up to now + months-ahead;
   - drop every partition whose upper bound is at or before
     now - retention-months.
+Each month added or dropped is one ALTER TABLE, which holds the table's
+metadata lock for a moment: token traffic waits for it. Two statements are
+--pause apart (default 5s) so that the traffic's tail latency stays low; a
+statement that waits more than a second for the lock (a long transaction
+holds the table) gives up, lets the traffic through and is tried again.
 
 WARNING: dropping a partition deletes all of its tokens at once, revoked ones
 included. Revoked tokens are what reuse detection checks: a stolen refresh
@@ -49,6 +54,8 @@ func runPartitions(ctx context.Context, a *app, args []string) error {
 		"drop partitions whose tokens are all older than this many `months`; must outlive the longest refresh-token lifetime")
 	ahead := fs.Int("months-ahead", defaultMonthsAhead, "keep monthly partitions up to this many `months` ahead")
 	dryRun := fs.Bool("dry-run", false, "show the plan, change nothing")
+	pause := backend.DefaultPartitionPause
+	fs.Var(durationFlag{&pause}, "pause", "wait this `duration` between two partition statements, leaving the table to the token traffic")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -58,7 +65,7 @@ func runPartitions(ctx context.Context, a *app, args []string) error {
 	if *ahead < 0 {
 		return usageErrorf("--months-ahead must not be negative, got %d", *ahead)
 	}
-	raw, err := a.open(ctx, backend.WithoutMigration())
+	raw, err := a.open(ctx, backend.WithoutMigration(), backend.WithPartitionPause(pause))
 	if err != nil {
 		return err
 	}

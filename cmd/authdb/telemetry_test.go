@@ -66,7 +66,7 @@ func TestPartitionsPushesTelemetry(t *testing.T) {
 	c := newCollector(t)
 	dbURL := testdb.NewDatabase(t, testdb.MySQL)
 	open(t, dbURL) // the schema, partitioned: the current month and 23 ahead
-	r := cli(t, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=" + c.URL}, "--db", dbURL, "partitions", "--months-ahead", "25")
+	r := cli(t, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=" + c.URL}, "--db", dbURL, "partitions", "--months-ahead", "25", "--pause", "0")
 	if r.code != 0 {
 		t.Fatalf("partitions: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}

@@ -49,7 +49,10 @@ func Rewrite(dialect, s string) string {
 // IsTransient reports whether err is a conflict that the same operation,
 // run again, may not meet: a serialization failure or deadlock on
 // PostgreSQL (SQLSTATE 40001, 40P01), a deadlock or lock-wait timeout on
-// MySQL/MariaDB (1213, 1205), or a busy or locked SQLite database.
+// MySQL/MariaDB (1213, 1205), a MySQL/MariaDB prepared statement refused
+// before it ran because its table's definition changed while the server
+// re-prepared it (1615, ER_NEED_REPREPARE: partition maintenance's ALTER
+// TABLE statements, back to back), or a busy or locked SQLite database.
 func IsTransient(err error) bool {
 	var pqErr *pq.Error
 	if errors.As(err, &pqErr) {
@@ -57,7 +60,7 @@ func IsTransient(err error) bool {
 	}
 	var myErr *mysql.MySQLError
 	if errors.As(err, &myErr) {
-		return myErr.Number == 1213 || myErr.Number == 1205
+		return myErr.Number == 1213 || myErr.Number == 1205 || myErr.Number == 1615
 	}
 	return IsBusy(err)
 }
