@@ -20,6 +20,8 @@ import (
 	"github.com/authdb/authdb/backend/memory"
 	"github.com/authdb/authdb/backend/sqlbackend"
 	"github.com/authdb/authdb/internal/bench/baseline"
+	"github.com/authdb/authdb/internal/testdb"
+	"github.com/authdb/authdb/internal/testserver"
 	"github.com/authdb/authdb/partition"
 )
 
@@ -37,6 +39,7 @@ var (
 	flagScaleQuiet   = flag.Duration("scale.quiet", 3*time.Second, "maint: quiet load before and after the job")
 	flagScaleSlice   = flag.Duration("scale.slice", 2*time.Second, "maint: clean-ups run in windows of this length, each followed by half as long without (0: in one go)")
 	flagScaleSizes   = flag.String("scale.sizes", "10000,1000000", "growth: token counts")
+	flagScaleCache   = flag.String("scale.cache", "", "growth: run on private PostgreSQL and MariaDB servers (durable settings) whose buffer pools have this size, e.g. 4GB (empty: the shared servers as configured)")
 	flagScaleOut     = flag.String("scale.out", "", "directory for curve.csv and timeline.csv (the plots' input: go run ./internal/bench/plot)")
 )
 
@@ -508,6 +511,9 @@ func listFixture(ctx context.Context, e *Env) error {
 }
 
 func scaleGrowth(t *testing.T, ctx context.Context) {
+	if *flagScaleCache != "" {
+		sizedServers(t, *flagScaleCache)
+	}
 	var envs []*growthEnv
 	for _, engine := range sqlServers(false) {
 		ts := TokenSet{BaseMs: time.Now().Add(-7 * 24 * time.Hour).UnixMilli(), StepMs: 50, SubPrefix: "bulk-subject-"}
@@ -541,7 +547,12 @@ func scaleGrowth(t *testing.T, ctx context.Context) {
 				if err := g.env.analyze(ctx); err != nil {
 					t.Fatal(err)
 				}
-				progress("growth %s: %d tokens loaded (%.1fs)", g.name, size, time.Since(start).Seconds())
+				loaded := time.Since(start)
+				settled, err := g.env.settle(ctx, *flagScaleCache != "")
+				if err != nil {
+					t.Fatal(err)
+				}
+				progress("growth %s: %d tokens loaded (%.1fs), settled (%s)", g.name, size, loaded.Seconds(), settled)
 			}
 			for _, op := range growthOps(g) {
 				r, err := Run(ctx, g.env, op, cfg)
@@ -592,6 +603,28 @@ func humanCount(n int64) string {
 		return fmt.Sprintf("%dk", n/1000)
 	}
 	return strconv.FormatInt(n, 10)
+}
+
+// sizedServers starts a private PostgreSQL and a private MariaDB with
+// durable settings (as the shared servers': fsync and full-page writes on,
+// a redo-log flush per commit, doublewrite) and buffer pools of cache, and
+// points the growth environments at them (AUTHDB_TEST_*_URL). A token
+// service's database is sized so; the shared servers keep their 128 MB.
+func sizedServers(t *testing.T, cache string) {
+	if os.Getenv(testserver.EnvPrivateServers) != "1" {
+		t.Setenv(testserver.EnvPrivateServers, "1")
+	}
+	testserver.Skip(t, testserver.Postgres)
+	testserver.Skip(t, testserver.MariaDB)
+	pg := testserver.Start(t, testserver.Postgres, testserver.Config{Args: []string{
+		"fsync=on", "full_page_writes=on", "synchronous_commit=on", "shared_buffers=" + cache,
+		"max_wal_size=1GB", "logging_collector=off"}})
+	my := testserver.Start(t, testserver.MariaDB, testserver.Config{Args: []string{
+		"--innodb-buffer-pool-size=" + strings.TrimSuffix(cache, "B"), "--innodb-flush-log-at-trx-commit=1",
+		"--innodb-doublewrite=1", "--innodb-log-file-size=96M"}})
+	t.Setenv(testdb.EnvPostgres, pg.URL())
+	t.Setenv(testdb.EnvMySQL, my.URL())
+	fmt.Printf("growth on private servers: PostgreSQL shared_buffers=%s, MariaDB innodb_buffer_pool_size=%s, durable settings\n", cache, cache)
 }
 
 // ---- 3b. listing a subject's tokens by partition count ----
