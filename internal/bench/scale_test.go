@@ -37,6 +37,8 @@ var (
 	flagScaleExpired = flag.Int64("scale.expired", 1_000_000, "maint: expired tokens, and expired flows (half device, half authorization), to clean up")
 	flagScaleCleanup = flag.String("scale.cleanup", "default", "maint: clean-up settings batch:pause, comma-separated; default: the backend's defaults")
 	flagScaleQuiet   = flag.Duration("scale.quiet", 3*time.Second, "maint: quiet load before and after the job")
+	flagScaleJobs    = flag.String("scale.jobs", "tokens,flows,partitions", "maint: the jobs to run (partitions: MariaDB only)")
+	flagScalePPause  = flag.String("scale.partpause", "default", "maint: partition maintenance pauses between statements, comma-separated Go durations; default: the backend's")
 	flagScaleSlice   = flag.Duration("scale.slice", 2*time.Second, "maint: clean-ups run in windows of this length, each followed by half as long without (0: in one go)")
 	flagScaleSizes   = flag.String("scale.sizes", "10000,1000000", "growth: token counts")
 	flagScaleCache   = flag.String("scale.cache", "", "growth: run on private PostgreSQL and MariaDB servers (durable settings) whose buffer pools have this size, e.g. 4GB (empty: the shared servers as configured)")
@@ -53,6 +55,15 @@ func intList(tb testing.TB, s string) []int64 {
 		out = append(out, n)
 	}
 	return out
+}
+
+func hasJob(j string) bool {
+	for _, x := range strings.Split(*flagScaleJobs, ",") {
+		if strings.TrimSpace(x) == j {
+			return true
+		}
+	}
+	return false
 }
 
 func hasPart(p string) bool {
@@ -360,31 +371,39 @@ func scaleMaint(t *testing.T, ctx context.Context) {
 		env := NewEnvConfig(t, engine, baseline.Prepared, EnvConfig{MaxOpenConns: *flagScalePool})
 		var next int64
 		for _, s := range cleanSettings(t) {
+			if !hasJob("tokens") && !hasJob("flows") {
+				break
+			}
 			gate := &Gate{}
 			jan := janitor(t, ctx, env, s, gate)
 			// (a) refresh tokens.
-			loadStart := time.Now()
-			ts := TokenSet{BaseMs: time.Now().Add(-expiredAge).UnixMilli(), StepMs: 1, SubPrefix: "expired-"}
-			if err := env.GenTokens(ctx, ts, next, next+n); err != nil {
-				t.Fatal(err)
+			if hasJob("tokens") {
+				loadStart := time.Now()
+				ts := TokenSet{BaseMs: time.Now().Add(-expiredAge).UnixMilli(), StepMs: 1, SubPrefix: "expired-"}
+				if err := env.GenTokens(ctx, ts, next, next+n); err != nil {
+					t.Fatal(err)
+				}
+				next += n
+				progress("maint %s: loaded %d expired tokens in %.1fs", engine, n, time.Since(loadStart).Seconds())
+				r, err := RunMaintenance(ctx, env, MaintJob{Name: "tokens", Setting: s.name, Slice: *flagScaleSlice, Gate: gate, Run: func(ctx context.Context) (int64, error) {
+					return jan.CleanExpiredRefreshTokens(ctx, cleanRetention)
+				}}, *flagScaleQuiet)
+				if err != nil {
+					t.Fatal(err)
+				}
+				record(r)
 			}
-			next += n
-			progress("maint %s: loaded %d expired tokens in %.1fs", engine, n, time.Since(loadStart).Seconds())
-			r, err := RunMaintenance(ctx, env, MaintJob{Name: "tokens", Setting: s.name, Slice: *flagScaleSlice, Gate: gate, Run: func(ctx context.Context) (int64, error) {
-				return jan.CleanExpiredRefreshTokens(ctx, cleanRetention)
-			}}, *flagScaleQuiet)
-			if err != nil {
-				t.Fatal(err)
-			}
-			record(r)
 			// (b) flows.
-			loadStart = time.Now()
+			if !hasJob("flows") {
+				continue
+			}
+			loadStart := time.Now()
 			if err := env.GenExpiredFlows(ctx, time.Now().Add(-expiredAge), next, n/2); err != nil {
 				t.Fatal(err)
 			}
 			next += n / 2
 			progress("maint %s: loaded %d expired flows in %.1fs", engine, n, time.Since(loadStart).Seconds())
-			r, err = RunMaintenance(ctx, env, MaintJob{Name: "flows", Setting: s.name, Slice: *flagScaleSlice, Gate: gate, Run: func(ctx context.Context) (int64, error) {
+			r, err := RunMaintenance(ctx, env, MaintJob{Name: "flows", Setting: s.name, Slice: *flagScaleSlice, Gate: gate, Run: func(ctx context.Context) (int64, error) {
 				d, err := jan.CleanExpiredDeviceFlows(ctx, cleanRetention)
 				if err != nil || d == 0 && ctx.Err() != nil {
 					return d, err
@@ -397,8 +416,18 @@ func scaleMaint(t *testing.T, ctx context.Context) {
 			}
 			record(r)
 		}
-		if engine == MySQL {
-			record(partitionMaint(t, ctx, n))
+		if engine == MySQL && hasJob("partitions") {
+			for _, p := range strings.Split(*flagScalePPause, ",") {
+				pause := backend.DefaultPartitionPause
+				if p != "default" {
+					d, err := time.ParseDuration(p)
+					if err != nil {
+						t.Fatalf("-scale.partpause %q: %v", p, err)
+					}
+					pause = d
+				}
+				record(partitionMaint(t, ctx, n, pause))
+			}
 		}
 	}
 	fmt.Printf("\n## Latency under maintenance (%d+%d foreground goroutines rotating+consuming on authdb; quiet: %v before and after the job)\n\n",
@@ -420,7 +449,7 @@ func scaleMaint(t *testing.T, ctx context.Context) {
 // partitionMaint runs MariaDB partition maintenance that drops five old
 // months holding n tokens in all and adds three: RefreshTokens is
 // partitioned from six months ago (partition.Setup with that "now").
-func partitionMaint(t *testing.T, ctx context.Context, n int64) MaintResult {
+func partitionMaint(t *testing.T, ctx context.Context, n int64, pause time.Duration) MaintResult {
 	env := NewEnvConfig(t, MySQL, baseline.Prepared, EnvConfig{MaxOpenConns: *flagScalePool, Unpartitioned: true})
 	now := time.Now().UTC()
 	from := partition.AddMonths(partition.MonthStart(now), -6)
@@ -435,7 +464,7 @@ func partitionMaint(t *testing.T, ctx context.Context, n int64) MaintResult {
 		t.Fatal(err)
 	}
 	progress("maint %s: loaded %d tokens in %d old months in %.1fs", MySQL, n, months, time.Since(loadStart).Seconds())
-	jan, err := sqlbackend.Open(ctx, env.URL, backend.WithoutMigration())
+	jan, err := sqlbackend.Open(ctx, env.URL, backend.WithoutMigration(), backend.WithPartitionPause(pause))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -456,7 +485,7 @@ func partitionMaint(t *testing.T, ctx context.Context, n int64) MaintResult {
 		t.Fatal(err)
 	}
 	r.Rows = dropped
-	r.Setting = fmt.Sprintf("-%d/+%d months", len(report.Dropped), len(report.Added))
+	r.Setting = fmt.Sprintf("-%d/+%d months, pause %s", len(report.Dropped), len(report.Added), pause)
 	return r
 }
 
