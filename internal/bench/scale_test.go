@@ -153,6 +153,12 @@ func scaleCurve(t *testing.T, ctx context.Context) {
 		env := NewEnvConfig(t, engine, baseline.Prepared, EnvConfig{MaxOpenConns: *flagScalePool})
 		for _, kind := range kinds {
 			for _, g := range intList(t, *flagScaleG) {
+				if engine == Memory {
+					// A fresh store per point, as the store-per-goroutine
+					// form has: the shared store would otherwise hold every
+					// earlier point's tokens (millions).
+					env = NewEnvConfig(t, engine, baseline.Prepared, EnvConfig{MaxOpenConns: *flagScalePool})
+				}
 				pt, err := MeasurePoint(ctx, env, kind, int(g), cfg)
 				if err != nil {
 					t.Fatal(err)
