@@ -41,6 +41,7 @@ var (
 	flagScalePPause  = flag.String("scale.partpause", "default", "maint: partition maintenance pauses between statements, comma-separated Go durations; default: the backend's")
 	flagScaleSlice   = flag.Duration("scale.slice", 2*time.Second, "maint: clean-ups run in windows of this length, each followed by half as long without (0: in one go)")
 	flagScaleSizes   = flag.String("scale.sizes", "10000,1000000", "growth: token counts")
+	flagScaleBudget  = flag.Duration("scale.budget", 500*time.Millisecond, "growth: timed time per operation, size and implementation")
 	flagScaleCache   = flag.String("scale.cache", "", "growth: run on private PostgreSQL and MariaDB servers (durable settings) whose buffer pools have this size, e.g. 4GB (empty: the shared servers as configured)")
 	flagScaleOut     = flag.String("scale.out", "", "directory for curve.csv and timeline.csv (the plots' input: go run ./internal/bench/plot)")
 )
@@ -502,6 +503,11 @@ type growthEnv struct {
 	env  *Env
 	ts   TokenSet
 	have int64
+	// ref holds the smallest size on the same server, measured right
+	// after each operation at a larger size: the growth ratio compares
+	// two measurements a few seconds apart, not minutes (the server's
+	// and machine's drift in between would be part of it).
+	ref *growthEnv
 }
 
 func growthOps(g *growthEnv) []Op {
@@ -550,18 +556,38 @@ func scaleGrowth(t *testing.T, ctx context.Context) {
 		sizedServers(t, *flagScaleCache)
 	}
 	var envs []*growthEnv
+	newGrowth := func(name, engine string, ts TokenSet, c EnvConfig) *growthEnv {
+		return &growthEnv{name: name, ts: ts, env: NewEnvConfig(t, engine, baseline.Prepared, c),
+			ref: &growthEnv{name: name + " (reference)", ts: ts, env: NewEnvConfig(t, engine, baseline.Prepared, c)}}
+	}
 	for _, engine := range sqlServers(false) {
 		ts := TokenSet{BaseMs: time.Now().Add(-7 * 24 * time.Hour).UnixMilli(), StepMs: 50, SubPrefix: "bulk-subject-"}
-		envs = append(envs, &growthEnv{name: engine, ts: ts, env: NewEnvConfig(t, engine, baseline.Prepared, EnvConfig{})})
 		if engine == MySQL {
-			envs[len(envs)-1].name = "mariadb (partitioned)"
-			envs = append(envs, &growthEnv{name: "mariadb (unpartitioned)", ts: ts,
-				env: NewEnvConfig(t, engine, baseline.Prepared, EnvConfig{Unpartitioned: true})})
+			envs = append(envs, newGrowth("mariadb (partitioned)", engine, ts, EnvConfig{}),
+				newGrowth("mariadb (unpartitioned)", engine, ts, EnvConfig{Unpartitioned: true}))
+			continue
 		}
+		envs = append(envs, newGrowth(engine, engine, ts, EnvConfig{}))
 	}
 	sizes := intList(t, *flagScaleSizes)
 	cfg := DefaultConfig
-	cfg.Budget = 500 * time.Millisecond
+	cfg.Budget = *flagScaleBudget
+	load := func(g *growthEnv, size int64) {
+		start := time.Now()
+		if err := g.env.GenTokens(ctx, g.ts, g.have, size); err != nil {
+			t.Fatal(err)
+		}
+		g.have = size
+		if err := g.env.analyze(ctx); err != nil {
+			t.Fatal(err)
+		}
+		loaded := time.Since(start)
+		settled, err := g.env.settle(ctx, *flagScaleCache != "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		progress("growth %s: %d tokens loaded (%.1fs), settled (%s)", g.name, size, loaded.Seconds(), settled)
+	}
 	type key struct {
 		env, op string
 		size    int64
@@ -569,45 +595,47 @@ func scaleGrowth(t *testing.T, ctx context.Context) {
 	res := map[key]Result{}
 	var opNames []string
 	for _, g := range envs {
-		if err := listFixture(ctx, g.env); err != nil {
-			t.Fatal(err)
+		for _, e := range []*growthEnv{g, g.ref} {
+			if err := listFixture(ctx, e.env); err != nil {
+				t.Fatal(err)
+			}
 		}
+		load(g.ref, sizes[0])
 		for _, size := range sizes {
 			if size > g.have {
-				start := time.Now()
-				if err := g.env.GenTokens(ctx, g.ts, g.have, size); err != nil {
-					t.Fatal(err)
-				}
-				g.have = size
-				if err := g.env.analyze(ctx); err != nil {
-					t.Fatal(err)
-				}
-				loaded := time.Since(start)
-				settled, err := g.env.settle(ctx, *flagScaleCache != "")
-				if err != nil {
-					t.Fatal(err)
-				}
-				progress("growth %s: %d tokens loaded (%.1fs), settled (%s)", g.name, size, loaded.Seconds(), settled)
+				load(g, size)
 			}
-			for _, op := range growthOps(g) {
+			refOps := growthOps(g.ref)
+			for i, op := range growthOps(g) {
 				r, err := Run(ctx, g.env, op, cfg)
 				if err != nil {
 					t.Fatal(err)
 				}
-				if len(opNames) < len(growthOps(g)) {
+				if len(opNames) < len(refOps) {
 					opNames = append(opNames, op.Name)
 				}
 				res[key{g.name, op.Name, size}] = r
-				progress("growth %s %d %s: %s µs (ratio %.2f)", g.name, size, op.Name, us(r.Impls[0].PerOp), r.Ratio())
+				msg := fmt.Sprintf("growth %s %d %s: %s µs (ratio %.2f)", g.name, size, op.Name, us(r.Impls[0].PerOp), r.Ratio())
+				if size > sizes[0] {
+					rr, err := Run(ctx, g.ref.env, refOps[i], cfg)
+					if err != nil {
+						t.Fatal(err)
+					}
+					res[key{g.name, op.Name, -size}] = rr
+					msg += fmt.Sprintf("; %d tokens just after: %s µs", sizes[0], us(rr.Impls[0].PerOp))
+				}
+				progress("%s", msg)
 			}
 		}
 	}
-	fmt.Printf("\n## Growth: per-operation latency by table size (sequential calls, authdb µs/op, authdb/baseline in brackets)\n\n")
+	fmt.Printf("\n## Growth: per-operation latency by table size (sequential calls, authdb µs/op, authdb/baseline in brackets; adjacent: over a %s-token table of the same server measured right after)\n\n", humanCount(sizes[0]))
 	head := []string{"engine", "operation"}
 	for _, s := range sizes {
 		head = append(head, humanCount(s))
 	}
-	head = append(head, fmt.Sprintf("%s/%s", humanCount(sizes[len(sizes)-1]), humanCount(sizes[0])))
+	last := sizes[len(sizes)-1]
+	head = append(head, fmt.Sprintf("%s/%s", humanCount(last), humanCount(sizes[0])),
+		fmt.Sprintf("%s/%s adjacent", humanCount(last), humanCount(sizes[0])))
 	rows := [][]string{head}
 	for _, g := range envs {
 		for _, op := range opNames {
@@ -622,8 +650,13 @@ func scaleGrowth(t *testing.T, ctx context.Context) {
 				}
 				row = append(row, cell)
 			}
-			first, last := res[key{g.name, op, sizes[0]}], res[key{g.name, op, sizes[len(sizes)-1]}]
-			row = append(row, fmt.Sprintf("%.2f", float64(last.Impls[0].PerOp)/float64(first.Impls[0].PerOp)))
+			first, big := res[key{g.name, op, sizes[0]}], res[key{g.name, op, last}]
+			row = append(row, fmt.Sprintf("%.2f", float64(big.Impls[0].PerOp)/float64(first.Impls[0].PerOp)))
+			adj := "-"
+			if ref, ok := res[key{g.name, op, -last}]; ok {
+				adj = fmt.Sprintf("%.2f (%s µs)", float64(big.Impls[0].PerOp)/float64(ref.Impls[0].PerOp), us(ref.Impls[0].PerOp))
+			}
+			row = append(row, adj)
 			rows = append(rows, row)
 		}
 	}
