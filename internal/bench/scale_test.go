@@ -721,7 +721,7 @@ func scaleParts(t *testing.T, ctx context.Context) {
 		if err := env.GenTokens(ctx, ts, 0, SmallTable); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := partition.Maintain(ctx, env.Admin, time.Now(), 1000, ahead); err != nil {
+		if _, err := partition.MaintainPaced(ctx, env.Admin, time.Now(), 1000, ahead, partition.Pacing{LockWait: time.Second}); err != nil {
 			t.Fatal(err)
 		}
 		tg := &target{env: env}
