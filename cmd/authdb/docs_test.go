@@ -209,8 +209,10 @@ func TestDocsCommands(t *testing.T) {
 				// Minutes long, run by hand: its flags must parse.
 				flags := []string{}
 				for _, a := range f[2:] {
-					if v, ok := strings.CutPrefix(a, "BENCH_FLAGS="); ok {
-						flags = strings.Fields(v)
+					for _, name := range []string{"BENCH_FLAGS=", "SCALE_FLAGS="} {
+						if v, ok := strings.CutPrefix(a, name); ok {
+							flags = strings.Fields(v)
+						}
 					}
 				}
 				benchFlags(t, what, flags)
