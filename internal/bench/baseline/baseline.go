@@ -182,6 +182,10 @@ func New(ctx context.Context, db *sql.DB, dialect string, mode Mode, opts ...bac
 			`SELECT true,` + authCols + ` FROM u UNION ALL ` +
 			`SELECT false,` + authCols + ` FROM "AuthorizationFlows" WHERE "Code"=? AND "CreationTime">=? AND NOT EXISTS (SELECT 1 FROM u)`
 		s.authIDToken.q += ` RETURNING "RedirectURI"`
+		// As authdb's (sqlbackend/queries.go): a status test no index
+		// serves keeps the look-up on the primary key before the table's
+		// first ANALYZE.
+		s.rotate.q = strings.Replace(s.rotate.q, ` AND "Status"='CREATED'`, ` AND ("Status"='CREATED') IS TRUE`, 1)
 		s.rotate.q = `WITH old AS (` + s.rotate.q + ` RETURNING "Scope","Sub","FamilyID"), ` +
 			`ins AS (INSERT INTO "RefreshTokens" ("JTI","Status","Scope","Sub","FamilyID") SELECT CAST(? AS uuid),'CREATED',"Scope","Sub","FamilyID" FROM old) ` +
 			`SELECT "Scope","Sub","FamilyID" FROM old`
