@@ -490,7 +490,7 @@ func testGaleraMaintenance(t *testing.T, g *testserver.Galera) {
 	}()
 	for step, months := range []int{3, 26, 40} {
 		now := start.AddDate(0, months, 0)
-		bs := openNodes(t, g, name, nil, backend.WithoutMigration(), backend.WithClock(func() time.Time { return now }), backend.WithPartitionPause(0))
+		bs := openNodes(t, g, name, nil, backend.WithoutMigration(), backend.WithClock(func() time.Time { return now }), backend.WithPartitionPause(300*time.Millisecond))
 		errs := race(3, func(i int) error {
 			_, err := bs[i].MaintainRefreshTokenPartitions(t.Context(), 6, 12)
 			return err
