@@ -59,13 +59,7 @@ func TestCancelledWritesHistory(t *testing.T) {
 					t.Fatal(err)
 				}
 				for range cancelFlows {
-					uc, dc, err := b.InsertDeviceFlow(ctx, "c", "s")
-					if err != nil {
-						t.Fatal(err)
-					}
-					if err := b.DeviceFlowInsertIDToken(ctx, uc, map[string]any{"sub": w.sub}, validity); err != nil {
-						t.Fatal(err)
-					}
+					uc, dc := readyDeviceFlow(t, ctx, b, w.sub)
 					w.codes, w.users = append(w.codes, dc), append(w.users, uc)
 				}
 				workers[i] = w

@@ -274,13 +274,7 @@ func TestKillSessionsDuringConsume(t *testing.T) {
 			}
 			var all []*flow
 			for range flows {
-				uc, dc, err := b.InsertDeviceFlow(ctx, "c", "s")
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := b.DeviceFlowInsertIDToken(ctx, uc, map[string]any{"sub": "x"}, validity); err != nil {
-					t.Fatal(err)
-				}
+				_, dc := readyDeviceFlow(t, ctx, b, "x")
 				all = append(all, &flow{device: true, code: dc})
 				id, err := b.InsertAuthorizationFlow(ctx, "c", "s", "cc", "S256", "https://x")
 				if err != nil {

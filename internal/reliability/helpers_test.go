@@ -258,3 +258,17 @@ func (k *killer) sessions(ctx context.Context) (int, error) {
 
 // newJTI returns a UUIDv7 at the env's clock.
 func (e *env) newJTI() uuid.UUID { return conformance.UUIDv7At(e.clock.Now()) }
+
+// readyDeviceFlow stores a device flow with an ID token for sub, READY to
+// be consumed, and returns its user code and device code.
+func readyDeviceFlow(t *testing.T, ctx context.Context, b backend.Backend, sub string) (userCode, deviceCode string) {
+	t.Helper()
+	uc, dc, err := b.InsertDeviceFlow(ctx, "c", "s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.DeviceFlowInsertIDToken(ctx, uc, map[string]any{"sub": sub}, validity); err != nil {
+		t.Fatal(err)
+	}
+	return uc, dc
+}

@@ -166,13 +166,7 @@ func lostCases(engine string) []lostCase {
 			}
 		}},
 		{"ConsumeDeviceFlow", func(t *testing.T, fe *faultEnv) *trial {
-			uc, dc, err := fe.b.InsertDeviceFlow(t.Context(), "c", "s")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := fe.b.DeviceFlowInsertIDToken(t.Context(), uc, map[string]any{"sub": "x"}, validity); err != nil {
-				t.Fatal(err)
-			}
+			uc, dc := readyDeviceFlow(t, t.Context(), fe.b, "x")
 			return &trial{
 				match: hashArg(dc), skip: skipRead,
 				call: func(ctx context.Context) (string, error) {

@@ -46,7 +46,7 @@ const (
 	MariaDB  Kind = "mariadb"
 )
 
-//go:embed scripts/pg.sh scripts/mariadb.sh
+//go:embed scripts/pg.sh scripts/mariadb.sh scripts/watchdog.sh
 var scripts embed.FS
 
 // Config is a server's configuration beyond the defaults of its script.
@@ -261,6 +261,13 @@ func (s *Server) prepare() error {
 		return err
 	}
 	if err := os.WriteFile(s.script(), body, 0o755); err != nil {
+		return err
+	}
+	watchdog, err := scripts.ReadFile("scripts/watchdog.sh")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(s.dir, "watchdog.sh"), watchdog, 0o644); err != nil {
 		return err
 	}
 	if s.cfg.TLS != nil {

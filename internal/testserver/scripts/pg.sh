@@ -52,16 +52,9 @@ init() {
   fi
 }
 
-# watchdog: when AUTHDB_TESTSERVER_PARENT (the test binary) exits, kill the
-# server (this shell's pid, which exec hands to the server) with SIGKILL.
-watchdog() {
-  [ -n "${AUTHDB_TESTSERVER_PARENT:-}" ] || return 0
-  local me=$$
-  (
-    while kill -0 "$AUTHDB_TESTSERVER_PARENT" 2>/dev/null && kill -0 "$me" 2>/dev/null; do sleep 1; done
-    kill -9 "$me" 2>/dev/null
-  ) </dev/null >/dev/null 2>&1 &
-}
+# watchdog (watchdog.sh, beside this script): when the test binary exits,
+# the server is killed.
+. "$(dirname "${BASH_SOURCE[0]}")/watchdog.sh"
 
 run() {
   local dir=$1 port=$2; shift 2
