@@ -15,6 +15,7 @@ import (
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/authdb/authdb/backend"
+	"github.com/authdb/authdb/internal/sqldialect"
 )
 
 const (
@@ -335,10 +336,7 @@ func maintainStep(ctx context.Context, conn *sql.Conn, schema string, now time.T
 
 // isLockWaitTimeout reports a lock wait that timed out (1205): for a DDL,
 // the metadata lock that lock_wait_timeout bounds.
-func isLockWaitTimeout(err error) bool {
-	var myErr *mysql.MySQLError
-	return errors.As(err, &myErr) && myErr.Number == 1205
-}
+func isLockWaitTimeout(err error) bool { return sqldialect.IsLockWaitTimeout(err) }
 
 // pause waits d, or until ctx ends (its error).
 func pause(ctx context.Context, d time.Duration) error {
@@ -472,12 +470,7 @@ const raceAttempts = 8
 // growing linearly, jittered by the scheduler only (a deterministic wait
 // is enough here: the other process's DDL is what is waited for).
 func raceSleep(ctx context.Context, attempt int) {
-	t := time.NewTimer(time.Duration(attempt) * 25 * time.Millisecond)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
+	pause(ctx, time.Duration(attempt)*25*time.Millisecond)
 }
 
 // concurrentChange reports whether a partition statement failed because

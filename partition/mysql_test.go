@@ -16,11 +16,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
 	"github.com/google/uuid"
 	_ "github.com/mattn/go-sqlite3" // SQLite driver, for the "not MySQL" case
 
 	"github.com/authdb/authdb/backend"
+	"github.com/authdb/authdb/internal/sqldialect"
 	"github.com/authdb/authdb/internal/testdb"
 )
 
@@ -95,12 +95,6 @@ func insertTokensErr(ctx context.Context, db *sql.DB, jtis ...uuid.UUID) error {
 	}
 	_, err := db.ExecContext(ctx, b.String(), args...)
 	return err
-}
-
-// isNeedReprepare reports MySQL's 1615 (ER_NEED_REPREPARE).
-func isNeedReprepare(err error) bool {
-	var myErr *mysql.MySQLError
-	return errors.As(err, &myErr) && myErr.Number == 1615
 }
 
 type partRow struct{ name, description string }
@@ -470,10 +464,11 @@ func TestMaintainWithConcurrentInserts(t *testing.T) {
 				}
 				at := bases[(i+w)%len(bases)].Add(time.Duration(i) * time.Second)
 				err := insertTokensErr(ctx, db, jtiAt(at))
-				for attempt := 0; isNeedReprepare(err) && attempt < 5; attempt++ {
-					// Refused before it ran, the table's definition having
-					// changed under the server's re-prepare: run it again,
-					// as authdb's backends do (sqldialect.IsTransient).
+				for attempt := 0; sqldialect.IsTransient(err) && attempt < 5; attempt++ {
+					// A transient refusal, 1615 (ER_NEED_REPREPARE: the
+					// table's definition changed under the server's
+					// re-prepare) among them: run it again, as authdb's
+					// backends do.
 					err = insertTokensErr(ctx, db, jtiAt(at))
 				}
 				if err != nil {

@@ -114,7 +114,24 @@ func TestMaintainLockWait(t *testing.T) {
 		rep, err := MaintainPaced(ctx, db, later14, 12, 12, Pacing{Pause: 200 * time.Millisecond, LockWait: time.Second})
 		done <- result{rep, err}
 	}()
-	time.Sleep(300 * time.Millisecond) // let the first statement reach its lock wait
+	// Wait until the statement is queued on the metadata lock (the server
+	// says so), so that the insert below arrives behind it.
+	for {
+		var n int
+		if err := db.QueryRow("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = DATABASE() AND STATE = 'Waiting for table metadata lock' AND INFO LIKE 'ALTER TABLE%'").Scan(&n); err != nil {
+			tx.Rollback()
+			t.Fatal(err)
+		}
+		if n > 0 {
+			break
+		}
+		select {
+		case r := <-done:
+			tx.Rollback()
+			t.Fatalf("maintenance returned (%+v, %v) without waiting for the lock the transaction holds", r.rep, r.err)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
 	ictx, icancel := context.WithTimeout(ctx, 20*time.Second)
 	defer icancel()
 	start := time.Now()

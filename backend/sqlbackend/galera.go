@@ -121,10 +121,7 @@ func isWsrepNotReady(err error) bool {
 // repl.causal_read_timeout (30 s by default) and then fails with it; wrap
 // then asks wsrep_ready and returns errGaleraNotReady, which is not
 // retried.
-func isLockWaitTimeout(err error) bool {
-	var myErr *mysql.MySQLError
-	return errors.As(err, &myErr) && myErr.Number == 1205
-}
+func isLockWaitTimeout(err error) bool { return sqldialect.IsLockWaitTimeout(err) }
 
 // galeraReady is Ping's check on a Galera node: wsrep_ready must be ON (the
 // node is in the primary component and accepts queries). A node cut off

@@ -65,6 +65,14 @@ func IsTransient(err error) bool {
 	return IsBusy(err)
 }
 
+// IsLockWaitTimeout reports whether err is MySQL/MariaDB's 1205: a row
+// lock, or for a DDL statement the table's metadata lock, waited for
+// longer than the session allows.
+func IsLockWaitTimeout(err error) bool {
+	var myErr *mysql.MySQLError
+	return errors.As(err, &myErr) && myErr.Number == 1205
+}
+
 // IsTooManyConnections reports whether err is the server refusing a new
 // connection because it has too many (MySQL/MariaDB 1040, PostgreSQL
 // SQLSTATE 53300 too_many_connections). The refusal comes before any

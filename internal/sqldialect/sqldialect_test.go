@@ -38,6 +38,7 @@ func TestClassify(t *testing.T) {
 		{&pq.Error{Code: "23505"}, false, true},
 		{&mysql.MySQLError{Number: 1213}, true, false},
 		{&mysql.MySQLError{Number: 1205}, true, false},
+		{fmt.Errorf("op: %w", &mysql.MySQLError{Number: 1615}), true, false},
 		{&mysql.MySQLError{Number: 1062}, false, true},
 		{errors.New("boom"), false, false},
 		{context.Canceled, false, false},
@@ -47,6 +48,15 @@ func TestClassify(t *testing.T) {
 		}
 		if got := IsDuplicate(tc.err); got != tc.duplicate {
 			t.Errorf("IsDuplicate(%v) = %v, want %v", tc.err, got, tc.duplicate)
+		}
+	}
+	for err, want := range map[error]bool{
+		fmt.Errorf("op: %w", &mysql.MySQLError{Number: 1205}): true,
+		&mysql.MySQLError{Number: 1213}:                       false,
+		&pq.Error{Code: "55P03"}:                              false,
+	} {
+		if got := IsLockWaitTimeout(err); got != want {
+			t.Errorf("IsLockWaitTimeout(%v) = %v, want %v", err, got, want)
 		}
 	}
 }
