@@ -190,10 +190,10 @@ func MaintainPaced(ctx context.Context, db *sql.DB, now time.Time, retentionMont
 		return rep, err
 	}
 	if p.Pause < 0 {
-		return rep, backend.InvalidInput("pause", "must not be negative")
+		return rep, backend.InvalidInput("Pacing.Pause", "must not be negative")
 	}
 	if p.LockWait < 0 {
-		return rep, backend.InvalidInput("lock wait", "must not be negative")
+		return rep, backend.InvalidInput("Pacing.LockWait", "must not be negative")
 	}
 	for step := 0; ; step++ {
 		if step > 0 && p.Pause > 0 {
