@@ -55,6 +55,11 @@ type Backend struct {
 	// busyBudget is how long SQLite operations wait, in all, for the write
 	// lock (the URL's _busy_timeout).
 	busyBudget time.Duration
+	// gate queues this backend's SQLite writers (writegate.go) and ckpt
+	// checkpoints the file's WAL outside it (checkpoint.go): both only on
+	// a SQLite file opened by Open, nil otherwise.
+	gate writeGate
+	ckpt *checkpointer
 	// galera: a MariaDB Galera node (wsrep_on=ON at open); Ping then
 	// also checks wsrep_ready (see galera.go).
 	galera bool
@@ -128,6 +133,10 @@ func OpenWrapped(ctx context.Context, rawURL string, wrap func(driver.Connector)
 		return nil, err
 	}
 	b.desc = describeURL(cfg, rawURL)
+	if cfg.dialect == dialect.SQLite && !cfg.memory {
+		b.gate = newWriteGate()
+		b.ckpt = startCheckpointer(db, b.gate, o.Logger)
+	}
 	cfg.armed.Store(true) // from now on, a refused connection waits (reconnector)
 	return b, nil
 }
@@ -293,7 +302,7 @@ func openDB(cfg *config, wrap func(driver.Connector) driver.Connector) (*sql.DB,
 		c.Dialer(pgDialer{}) // idle connections' liveness (sock.go)
 		return sql.OpenDB(idConnector{Connector: wrap(reconnect(c)), pg: true}), c, nil
 	}
-	c, err := newSQLiteConnector(cfg.dsn)
+	c, err := newSQLiteConnector(cfg.dsn, !cfg.memory)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -382,6 +391,7 @@ func (b *Backend) Ping(ctx context.Context) error {
 
 // Close closes the connection pool. Calls after Close fail.
 func (b *Backend) Close() error {
+	b.ckpt.stop()
 	b.stmts.close()
 	if err := b.client.Close(); err != nil {
 		return fmt.Errorf("authdb: close %s: %w", b.where, err)

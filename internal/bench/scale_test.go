@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -140,8 +141,12 @@ func TestScaleTable(t *testing.T) {
 func scaleCurve(t *testing.T, ctx context.Context) {
 	cfg := CurveConfig{Rounds: *flagScaleRounds, PerRound: *flagScaleRound}
 	var kinds []LoadKind
+	only, err := regexp.Compile(*flagScaleKinds)
+	if err != nil {
+		t.Fatalf("-scale.ops: %v", err)
+	}
 	for _, k := range LoadKinds {
-		if *flagScaleKinds == "" || strings.Contains(string(k), *flagScaleKinds) {
+		if only.MatchString(string(k)) {
 			kinds = append(kinds, k)
 		}
 	}

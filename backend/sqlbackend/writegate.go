@@ -1,0 +1,71 @@
+package sqlbackend
+
+import (
+	"context"
+	"fmt"
+)
+
+// writeGate queues a SQLite backend's writers in Go, one at a time.
+//
+// SQLite lets one connection write at a time. Without the gate, every
+// pool connection that finds the write lock taken sleeps in SQLite's busy
+// handler (1, 2, 5, 10, 15 ms...), not woken when the lock frees: under
+// many concurrent writers the lock sits idle while they sleep, and the
+// unlucky ones wait tens of milliseconds (the 64-goroutine figures of
+// docs/scale.md). Through the gate, the backend's own writers wait on a
+// channel and the next one starts as soon as the previous one is done:
+// first come, first served, no busy sleeps. Another process, or another
+// Backend on the same file, still meets the write lock and waits for it in
+// SQLite's busy handler and the busy budget, as before.
+//
+// A nil gate (PostgreSQL, MySQL) lets everyone through. enter waits for
+// the gate or for ctx, whichever comes first; when ctx ends first nothing
+// was sent to the database, and the error wraps ctx's. The gate is held
+// for one attempt of a write (a statement, or a transaction and what its
+// outcome leads to, such as a replay's revocation), never across the
+// retry loop's back-off.
+type writeGate chan struct{}
+
+func newWriteGate() writeGate { return make(writeGate, 1) }
+
+// enter waits for the gate; release it with the function returned.
+func (g writeGate) enter(ctx context.Context) (release func(), err error) {
+	if g == nil {
+		return func() {}, nil
+	}
+	select {
+	case g <- struct{}{}:
+		return g.leave, nil
+	default:
+	}
+	select {
+	case g <- struct{}{}:
+		return g.leave, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("authdb: waiting for this process's other SQLite writers: %w", ctx.Err())
+	}
+}
+
+func (g writeGate) leave() { <-g }
+
+// retryWrite is b.retry for an operation that writes: each attempt runs
+// inside the backend's write gate (SQLite; a no-op elsewhere).
+func (b *Backend) retryWrite(ctx context.Context, fn func() error) error {
+	return b.retry(ctx, b.gated(ctx, fn))
+}
+
+// gated returns fn run inside the write gate.
+func (b *Backend) gated(ctx context.Context, fn func() error) func() error {
+	if b.gate == nil {
+		return fn
+	}
+	return func() error {
+		release, err := b.gate.enter(ctx)
+		if err != nil {
+			return err
+		}
+		defer release()
+		defer b.ckpt.wrote()
+		return fn()
+	}
+}
