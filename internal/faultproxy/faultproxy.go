@@ -313,6 +313,12 @@ func (pp *pipe) clientToServer() {
 	buf := make([]byte, 64<<10)
 	for {
 		n, err := pp.client.Read(buf)
+		if n > 0 && pp.p.down.Load() {
+			// Down, and this connection not reset yet (Down resets them one
+			// by one): nothing more reaches the server.
+			pp.reset()
+			return
+		}
 		if n > 0 {
 			chunk := buf[:n]
 			if r, ok := pp.p.decide(pp, chunk); ok {
