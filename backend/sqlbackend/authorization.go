@@ -27,7 +27,7 @@ func (b *Backend) InsertAuthorizationFlow(ctx context.Context, clientID, scope, 
 		return "", fmt.Errorf("authdb: %s: %w", op, err)
 	}
 	var id uuid.UUID
-	err := b.retryWrite(ctx, func() error {
+	err := b.retryWrite(ctx, op, func() error {
 		// A new id per attempt: after a lost connection the first insert
 		// may have happened, and is then an orphan nobody knows the id of.
 		var err error
@@ -72,7 +72,7 @@ func (b *Backend) AuthorizationFlowInsertIDToken(ctx context.Context, flowID str
 	var redirectURI string
 	own := b.authCodeVerdict(b.idArg(id), backend.HashCode(code), &redirectURI)
 	lost := false // an attempt lost its reply: a flow found READY may be this call's
-	err = b.retryWrite(ctx, func() error {
+	err = b.retryWrite(ctx, op, func() error {
 		var found bool
 		var err error
 		pctx, p := withProbe(ctx)

@@ -105,10 +105,9 @@ func (c *checkpointer) run() {
 // a write that begins after the log was copied completely, so that without
 // the second pass it would grow without bound under sustained writes. The
 // second pass syncs the log, so that the writers wait for the disk: it
-// runs only once per restartFrames pages. It
-// returns the log's size in pages as the first pass found it. A failure
-// (the file busy with another process's checkpoint, say) is logged and
-// left to the next one.
+// runs only once per restartFrames pages. It returns the log's size in
+// pages as the first pass found it. A failure (the file busy with another
+// process's checkpoint, say) is logged and left to the next one.
 func (c *checkpointer) checkpoint() (frames int64) {
 	ctx, cancel := context.WithTimeout(context.Background(), checkpointTimeout)
 	defer cancel()
@@ -144,6 +143,5 @@ func (c *checkpointer) stop() {
 		close(c.quit)
 		<-c.done
 		c.checkpoint()
-
 	})
 }

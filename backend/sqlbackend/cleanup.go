@@ -106,7 +106,7 @@ func (b *Backend) cleanup(ctx context.Context, c cleanSpec) (int64, error) {
 			}
 		}
 		var n int64
-		err := b.retryWrite(ctx, func() error {
+		err := b.retryWrite(ctx, c.op, func() error {
 			pctx, p := withProbe(ctx)
 			var err error
 			if n, err = b.write(pctx, c.del, lo, c.bound, batch); err != nil {

@@ -41,7 +41,7 @@ func (b *Backend) InsertDeviceFlow(ctx context.Context, clientID, scope string) 
 		return "", "", fmt.Errorf("authdb: %s: %w", op, err)
 	}
 	var userCode, deviceCode string
-	err := b.retryWrite(ctx, func() error {
+	err := b.retryWrite(ctx, op, func() error {
 		for range backend.MaxUserCodeAttempts {
 			uc, err := b.opts.UserCodeGenerator()
 			if err != nil {
@@ -120,7 +120,7 @@ func (b *Backend) DeviceFlowInsertIDToken(ctx context.Context, userCode string, 
 	since := b.timeArg(liveSince(b.now(), maxValidity))
 	own := b.idTokenVerdict(code, tok)
 	lost := false // an attempt lost its reply: a flow found READY may be this call's
-	return b.retryWrite(ctx, func() error {
+	return b.retryWrite(ctx, op, func() error {
 		pctx, p := withProbe(ctx)
 		n, err := b.write(pctx, b.q.deviceInsertIDToken, string(tok), code, since)
 		if err != nil {
@@ -189,7 +189,7 @@ func (b *Backend) updateFlowStatus(ctx context.Context, op, query, statusQuery, 
 		return fmt.Errorf("authdb: %s: %w", op, err)
 	}
 	hash := backend.HashCode(code)
-	return b.retryWrite(ctx, func() error {
+	return b.retryWrite(ctx, op, func() error {
 		pctx, p := withProbe(ctx)
 		n, err := b.write(pctx, query, string(status), hash)
 		if err != nil {
@@ -316,11 +316,11 @@ func deviceFailure(r *deviceRow, since time.Time) error {
 // retryRaced runs once, one attempt of a conditional write (a consume, a
 // rotation), again while it reports errRaced, at most MaxAttempts times in
 // all, within the backend's retry policy (b.retry), each attempt inside
-// the write gate (writegate.go). Sentinel errors are
-// returned as they are (once wraps them with their context), any other
-// error is a driver error and is wrapped with op.
+// the write gate (writegate.go). Sentinel errors are returned as they are
+// (once wraps them with their context), any other error is a driver error
+// and is wrapped with op.
 func (b *Backend) retryRaced(ctx context.Context, op string, once func() error) error {
-	once = b.gated(ctx, once)
+	once = b.gated(ctx, op, once)
 	return b.retry(ctx, func() error {
 		for range MaxAttempts {
 			err := once()

@@ -29,7 +29,7 @@ func (b *Backend) InsertRefreshToken(ctx context.Context, jti uuid.UUID, sub, sc
 		return fmt.Errorf("authdb: %s: %w", op, err)
 	}
 	opj, arg := fmt.Sprintf("%s %s", op, jti), b.idArg(jti)
-	return b.retryWrite(ctx, func() error {
+	return b.retryWrite(ctx, op, func() error {
 		pctx, p := withProbe(ctx)
 		_, err := b.write(pctx, b.q.insertToken, arg, scope, sub, arg)
 		if err != nil && sqldialect.IsDuplicate(err) {
@@ -99,7 +99,7 @@ func (b *Backend) RevokeRefreshToken(ctx context.Context, jti uuid.UUID) error {
 		return err
 	}
 	arg := b.idArg(jti)
-	return b.retryWrite(ctx, func() error {
+	return b.retryWrite(ctx, op, func() error {
 		pctx, p := withProbe(ctx)
 		n, err := b.write(pctx, b.q.revokeToken, arg)
 		if err != nil {
@@ -131,7 +131,7 @@ func (b *Backend) RevokeUserRefreshTokens(ctx context.Context, sub string) (int6
 		return 0, nil // no token has such a subject
 	}
 	var n int64
-	err := b.retryWrite(ctx, func() error {
+	err := b.retryWrite(ctx, op, func() error {
 		pctx, p := withProbe(ctx)
 		var err error
 		if n, err = b.write(pctx, b.q.revokeUser, b.subArgs(sub)...); err != nil {
@@ -456,7 +456,7 @@ func (b *Backend) RevokeRefreshTokenFamily(ctx context.Context, jti uuid.UUID) (
 		return 0, err
 	}
 	var n int64
-	err := b.retryWrite(ctx, func() error {
+	err := b.retryWrite(ctx, op, func() error {
 		var fam uuid.UUID
 		found, err := queryRow(ctx, b.pool, b.q.familyOf, []any{b.idArg(jti)}, uuidCol{&fam})
 		if err != nil {

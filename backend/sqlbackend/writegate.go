@@ -28,7 +28,8 @@ type writeGate chan struct{}
 
 func newWriteGate() writeGate { return make(writeGate, 1) }
 
-// enter waits for the gate; release it with the function returned.
+// enter waits for the gate; release it with the function returned. The
+// error of a wait the context ended wraps the context's error.
 func (g writeGate) enter(ctx context.Context) (release func(), err error) {
 	if g == nil {
 		return func() {}, nil
@@ -42,27 +43,28 @@ func (g writeGate) enter(ctx context.Context) (release func(), err error) {
 	case g <- struct{}{}:
 		return g.leave, nil
 	case <-ctx.Done():
-		return nil, fmt.Errorf("authdb: waiting for this process's other SQLite writers: %w", ctx.Err())
+		return nil, fmt.Errorf("waiting for this process's other SQLite writers: %w", ctx.Err())
 	}
 }
 
 func (g writeGate) leave() { <-g }
 
-// retryWrite is b.retry for an operation that writes: each attempt runs
+// retryWrite is b.retry for operation op, which writes: each attempt runs
 // inside the backend's write gate (SQLite; a no-op elsewhere).
-func (b *Backend) retryWrite(ctx context.Context, fn func() error) error {
-	return b.retry(ctx, b.gated(ctx, fn))
+func (b *Backend) retryWrite(ctx context.Context, op string, fn func() error) error {
+	return b.retry(ctx, b.gated(ctx, op, fn))
 }
 
-// gated returns fn run inside the write gate.
-func (b *Backend) gated(ctx context.Context, fn func() error) func() error {
+// gated returns fn run inside the write gate. A wait the context ended is
+// an error naming op, wrapping the context's error; nothing was sent.
+func (b *Backend) gated(ctx context.Context, op string, fn func() error) func() error {
 	if b.gate == nil {
 		return fn
 	}
 	return func() error {
 		release, err := b.gate.enter(ctx)
 		if err != nil {
-			return err
+			return fmt.Errorf("authdb: %s: %w", op, err)
 		}
 		defer release()
 		defer b.ckpt.wrote()

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -36,6 +37,9 @@ func TestWriteGateWaitEndsWithContext(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, backend.ErrOutcomeUnknown) {
 		t.Fatalf("insert while the gate is held: %v, want the context's deadline (not an unknown outcome)", err)
 	}
+	if !strings.Contains(err.Error(), "insert refresh token") {
+		t.Errorf("the error %q does not name the operation", err)
+	}
 	release()
 	bg := context.Background()
 	if _, err := b.GetRefreshToken(bg, jti); !errors.Is(err, backend.ErrNotFound) {
@@ -46,9 +50,9 @@ func TestWriteGateWaitEndsWithContext(t *testing.T) {
 	}
 }
 
-// Many goroutines writing through the gate at once: every rotation of a
-// token succeeds exactly once, every insert is stored, and none waits in
-// SQLite's busy handler long enough to fail.
+// Many goroutines writing through the gate at once, two per token: each
+// token is rotated exactly once, the other call is told it was reused, and
+// no call fails otherwise (none waits out its busy budget).
 func TestWriteGateConcurrentWriters(t *testing.T) {
 	b := open(t, newURL(t, engines[0]))
 	ctx := context.Background()
