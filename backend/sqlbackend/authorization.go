@@ -219,7 +219,7 @@ func authFailure(r *authRow) error {
 	case backend.StatusDone:
 		return fmt.Errorf("authdb: consume authorization flow %s: %w", r.id, backend.ErrAlreadyUsed)
 	case backend.StatusReady:
-		if err := unreadableIDToken(r.idToken); err != nil {
+		if err := unreadableIDToken(r.idToken, &r.f.IDToken); err != nil {
 			return fmt.Errorf("authdb: consume authorization flow %s: %w: %w", r.id, backend.ErrFlowFailed, err)
 		}
 		return errRaced

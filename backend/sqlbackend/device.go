@@ -305,7 +305,7 @@ func deviceFailure(r *deviceRow, since time.Time) error {
 	case r.f.Status == backend.StatusPending:
 		return fmt.Errorf(op+": %w", r.f.UserCode, backend.ErrAuthorizationPending)
 	case r.f.Status == backend.StatusReady:
-		if err := unreadableIDToken(r.idToken); err != nil {
+		if err := unreadableIDToken(r.idToken, &r.f.IDToken); err != nil {
 			return fmt.Errorf(op+": %w: %w", r.f.UserCode, backend.ErrFlowFailed, err)
 		}
 		return errRaced

@@ -281,6 +281,55 @@ func TestCancelledWriteNotApplied(t *testing.T) {
 	}
 }
 
+// TestCancelledCleanupNotApplied: a clean-up batch whose context ends
+// while it waits for a row lock is stopped on the server, not applied
+// once the lock is released. A clean-up has no read-back (outcome.go), so
+// no fence ends its session after the fact: on MySQL only the kill armed
+// for the running statement (idConn.watch) stops it, on PostgreSQL lib/pq's
+// cancel request.
+func TestCancelledCleanupNotApplied(t *testing.T) {
+	for _, e := range engines[1:] {
+		t.Run(e.name, func(t *testing.T) {
+			u := newURL(t, e)
+			sep := "?"
+			if strings.Contains(u, "?") {
+				sep = "&"
+			}
+			now := time.Now()
+			b := open(t, u+sep+"max_open_conns=1", backend.WithClock(func() time.Time { return now }))
+			ctx := context.Background()
+			jti := conformance.UUIDv7At(now.Add(-48 * time.Hour))
+			if err := b.InsertRefreshToken(ctx, jti, "u", "s"); err != nil {
+				t.Fatal(err)
+			}
+			db := rawDB(t, e, u)
+			tx, err := db.BeginTx(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tx.Rollback()
+			if _, err := tx.Exec(sqlText(e, `UPDATE "RefreshTokens" SET "Scope"='locked' WHERE "JTI"=?`), storedID(e, jti)); err != nil {
+				t.Fatal(err)
+			}
+			dctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+			defer cancel()
+			start := time.Now()
+			n, err := b.CleanExpiredRefreshTokens(dctx, time.Hour)
+			if err == nil || !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 2*time.Second {
+				t.Errorf("CleanExpiredRefreshTokens = %d, %v after %v, want DeadlineExceeded within 2s", n, err, time.Since(start))
+			}
+			if err := tx.Commit(); err != nil {
+				t.Fatal(err)
+			}
+			waitNoOtherStatement(t, e, db)
+			tok, err := b.GetRefreshToken(ctx, jti)
+			if err != nil || tok.Scope != "locked" {
+				t.Fatalf("token = %+v, %v; want it kept, with the locker's scope", tok, err)
+			}
+		})
+	}
+}
+
 // waitNoOtherStatement polls the server (a condition, not a timed wait)
 // until no session of db's database but db's own runs a statement.
 func waitNoOtherStatement(t *testing.T, e engine, db *sql.DB) {

@@ -75,22 +75,42 @@ type probe struct {
 	sent    atomic.Bool
 	session atomic.Uint64
 	server  atomic.Pointer[string] // the session's server instance (sessionServer)
+	// kill, when set, ends a MySQL session: the connection running the
+	// statement arms it for its own session (idConn.watch). Set and read
+	// by the goroutine of the call only (Backend.write).
+	kill func(id uint64, server string)
 }
 
 type probeKey struct{}
 
+// probeCtx is a context carrying a probe: context.WithValue's, in one
+// allocation rather than two (a write makes one per attempt). Done, Err,
+// Deadline and every other value are its parent's, so cancellation and
+// context.AfterFunc see the parent's cancelCtx, as through WithValue.
+type probeCtx struct {
+	context.Context
+	p probe
+}
+
+func (c *probeCtx) Value(key any) any {
+	if key == (probeKey{}) {
+		return &c.p
+	}
+	return c.Context.Value(key)
+}
+
 // withProbe returns ctx carrying a new probe, for the statements of one
 // attempt of a write.
 func withProbe(ctx context.Context) (context.Context, *probe) {
-	p := &probe{}
-	return context.WithValue(ctx, probeKey{}, p), p
+	c := &probeCtx{Context: ctx}
+	return c, &c.p
 }
 
 // markSent records in ctx's probe, if any, that a statement of session id
 // is being handed to the driver.
-func markSent(ctx context.Context, id uint64, server string) {
+func markSent(ctx context.Context, id uint64, server *string) {
 	if p, _ := ctx.Value(probeKey{}).(*probe); p != nil {
-		p.server.Store(&server)
+		p.server.Store(server)
 		p.session.Store(id)
 		p.sent.Store(true)
 	}
@@ -411,8 +431,10 @@ func (c *idConn) before(ctx context.Context) error {
 // mark records that a statement of ctx is sent on c: in ctx's probe, and
 // as c's last context (IsValid).
 func (c *idConn) mark(ctx context.Context) {
-	c.last.Store(&ctx)
-	markSent(ctx, c.id, c.server)
+	c.mu.Lock()
+	c.last = ctx
+	c.mu.Unlock()
+	markSent(ctx, c.id, &c.server) // c.server is never written after Connect
 }
 
 // after maps the driver's error of a statement that was sent.

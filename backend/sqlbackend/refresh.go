@@ -28,11 +28,15 @@ func (b *Backend) InsertRefreshToken(ctx context.Context, jti uuid.UUID, sub, sc
 	if err := b.checkColumns("RefreshTokens", "Sub", "sub", sub, "Scope", "scope", scope); err != nil {
 		return fmt.Errorf("authdb: %s: %w", op, err)
 	}
-	opj, arg := fmt.Sprintf("%s %s", op, jti), b.idArg(jti)
+	arg := b.idArg(jti)
 	return b.retryWrite(ctx, op, func() error {
 		pctx, p := withProbe(ctx)
 		_, err := b.write(pctx, b.q.insertToken, arg, scope, sub, arg)
-		if err != nil && sqldialect.IsDuplicate(err) {
+		if err == nil {
+			return nil
+		}
+		opj := op + " " + jti.String() // only on failure: the success path allocates no name
+		if sqldialect.IsDuplicate(err) {
 			return b.ownInsert(ctx, opj, arg, sub, scope, err)
 		}
 		err = b.settle(ctx, opj, p, err, true, func(rctx context.Context) (verdict, error) {

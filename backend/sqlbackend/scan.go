@@ -139,6 +139,9 @@ func (r *deviceRow) dest() []any {
 }
 
 func (r *deviceRow) flow() (backend.DeviceFlow, error) {
+	if r.f.IDToken != nil {
+		return r.f, nil // decoded by unreadableIDToken
+	}
 	var err error
 	r.f.IDToken, err = backend.DecodeIDToken(r.idToken)
 	return r.f, err
@@ -161,6 +164,9 @@ func (r *authRow) flow() (backend.AuthorizationFlow, error) {
 	var err error
 	r.f.UUID = r.id.String()
 	r.f.Code = r.code.String
+	if r.f.IDToken != nil {
+		return r.f, nil // decoded by unreadableIDToken
+	}
 	r.f.IDToken, err = backend.DecodeIDToken(r.idToken)
 	return r.f, err
 }
@@ -252,7 +258,9 @@ func exec(ctx context.Context, q querier, query string, args ...any) (int64, err
 // objects; before the update on MySQL), so the code is not burnt by a
 // token nobody can read: the call fails with backend.ErrFlowFailed and
 // the flow stays READY.
-func unreadableIDToken(b []byte) error {
+// The decoded token is kept in *decoded, so that the flow handed out
+// does not decode it again.
+func unreadableIDToken(b []byte, decoded *map[string]any) error {
 	m, err := backend.DecodeIDToken(b)
 	if err != nil {
 		return fmt.Errorf("stored id token unreadable: %w", err)
@@ -260,5 +268,6 @@ func unreadableIDToken(b []byte) error {
 	if m == nil {
 		return errors.New("stored id token is not a JSON object")
 	}
+	*decoded = m
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -58,6 +59,12 @@ type sock struct {
 	writes, reads atomic.Int32
 	sslRequest    atomic.Bool
 	tls           atomic.Bool
+	// idleDead's state (sock_unix.go), kept here so that a check
+	// allocates nothing.
+	raw  syscall.RawConn
+	peek func(fd uintptr) bool
+	buf  [1]byte
+	dead bool
 }
 
 func (s *sock) Write(b []byte) (int, error) {

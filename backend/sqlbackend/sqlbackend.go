@@ -52,6 +52,8 @@ type Backend struct {
 	// server ids and report their statements to probes (idConn).
 	killer driver.Connector
 	probes bool // the pool's connections are idConns (killer != nil)
+	// killQueryFn is b.killQuery, made once (write hands it to probes).
+	killQueryFn func(id uint64, server string)
 	// busyBudget is how long SQLite operations wait, in all, for the write
 	// lock (the URL's _busy_timeout).
 	busyBudget time.Duration
@@ -246,6 +248,7 @@ func newBackend(ctx context.Context, db *sql.DB, d, where string, o backend.Opti
 		busyBudget: busy,
 		q:          buildQueries(d, mariaDB, o.FamilyLifetime > 0, "utf8mb4"),
 	}
+	b.killQueryFn = b.killQuery
 	b.stmts = newStmtCache(db, b.q)
 	b.pool = pool{b.stmts}
 	if o.Migrate {

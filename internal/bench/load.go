@@ -41,6 +41,18 @@ type LoadStats struct {
 	FirstErr      error
 	Elapsed       time.Duration
 	Lat           []time.Duration // every call's latency, sorted
+	// CPU is this process's CPU time (user and system) during the run: the
+	// client's work per call, the driver's included (SQLite: the engine's
+	// too, as it runs in the process).
+	CPU time.Duration
+}
+
+// CPUPerCall is the process's CPU time per call (0 without calls).
+func (s LoadStats) CPUPerCall() time.Duration {
+	if s.Calls == 0 {
+		return 0
+	}
+	return s.CPU / time.Duration(s.Calls)
 }
 
 // Rate is calls per second.
@@ -68,6 +80,7 @@ func (s *LoadStats) merge(o LoadStats) {
 		s.FirstErr = o.FirstErr
 	}
 	s.Elapsed += o.Elapsed
+	s.CPU += o.CPU
 	s.Lat = append(s.Lat, o.Lat...)
 }
 
@@ -164,6 +177,7 @@ func RunLoad(ctx context.Context, im *Impl, plan LoadPlan) (LoadStats, error) {
 	}
 	locals := make([]local, g)
 	var wg sync.WaitGroup
+	cpu0 := procCPU()
 	start := time.Now()
 	origin := plan.Start
 	if origin.IsZero() {
@@ -223,7 +237,7 @@ func RunLoad(ctx context.Context, im *Impl, plan LoadPlan) (LoadStats, error) {
 		})
 	}
 	wg.Wait()
-	st := LoadStats{Elapsed: time.Since(start)}
+	st := LoadStats{Elapsed: time.Since(start), CPU: procCPU() - cpu0}
 	for _, l := range locals {
 		st.Calls += len(l.lat)
 		st.Lat = append(st.Lat, l.lat...)

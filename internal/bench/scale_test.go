@@ -186,13 +186,14 @@ func scaleCurve(t *testing.T, ctx context.Context) {
 	}
 	fmt.Printf("\n## Throughput by concurrency (pool: max %d open, %d idle, both implementations; %d rounds x %v each, interleaved)\n\n",
 		*flagScalePool, PoolIdle, cfg.Rounds, cfg.PerRound)
-	rows := [][]string{{"engine", "operation", "goroutines", "authdb ops/s", "baseline ops/s", "ratio", "authdb p50/p99/p999 µs", "baseline p50/p99/p999 µs", "CPU busy", "server, per call", "wait states (sampled)"}}
+	rows := [][]string{{"engine", "operation", "goroutines", "authdb ops/s", "baseline ops/s", "ratio", "authdb p50/p99/p999 µs", "baseline p50/p99/p999 µs", "CPU busy", "client CPU µs/call", "server, per call", "wait states (sampled)"}}
 	for _, pt := range pts {
 		a := pt.Stats[0]
-		base, ratio, bl := "-", "-", "-"
+		base, ratio, bl, cpu := "-", "-", "-", usf1(a.CPUPerCall())
 		if len(pt.Stats) > 1 {
 			b := pt.Stats[1]
 			base, ratio, bl = rateString(b.Rate()), fmt.Sprintf("%.2f", pt.Ratio), pctString(b)
+			cpu += " / " + usf1(b.CPUPerCall())
 		}
 		op := string(pt.Kind)
 		for k, st := range pt.Stats {
@@ -201,7 +202,7 @@ func scaleCurve(t *testing.T, ctx context.Context) {
 			}
 		}
 		rows = append(rows, []string{pt.Engine, op, strconv.Itoa(pt.Goroutines), rateString(a.Rate()), base, ratio, pctString(a), bl,
-			fmt.Sprintf("%.0f%%", 100*pt.CPUBusy), serverPerCall(pt), FormatWaits(pt.Waits, 2)})
+			fmt.Sprintf("%.0f%%", 100*pt.CPUBusy), cpu, serverPerCall(pt), FormatWaits(pt.Waits, 2)})
 	}
 	fmt.Print(markdown(rows, 3))
 }
@@ -244,6 +245,8 @@ func memoryShards(t *testing.T, ctx context.Context, kinds []LoadKind, cfg Curve
 func rateString(r float64) string { return fmt.Sprintf("%.0f", r) }
 
 func usf(d time.Duration) string { return fmt.Sprintf("%.0f", float64(d)/float64(time.Microsecond)) }
+
+func usf1(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d)/float64(time.Microsecond)) }
 
 func pctString(s LoadStats) string {
 	return usf(Pct(s.Lat, 0.5)) + "/" + usf(Pct(s.Lat, 0.99)) + "/" + usf(Pct(s.Lat, 0.999))
