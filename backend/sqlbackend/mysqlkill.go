@@ -22,7 +22,8 @@ import (
 // "context canceled". The backend therefore knows each connection's server
 // id (idConnector asks for it once per connection) and, when the context of
 // an autocommit write ends while the write runs, kills its session with
-// KILL CONNECTION from another connection (killOnCancel). Not KILL QUERY:
+// KILL CONNECTION from another connection (idConn.watch, armed by
+// Backend.write; killOnCancel for a write without a probe). Not KILL QUERY:
 // when the context ends just as the statement is sent, KILL QUERY can
 // reach the server before the statement starts, and MariaDB forgets it when
 // the statement begins; KILL CONNECTION ends the session whatever it is
@@ -266,13 +267,14 @@ func (c *idConn) CheckNamedValue(nv *driver.NamedValue) error {
 	return c.conn.(driver.NamedValueChecker).CheckNamedValue(nv)
 }
 
-// killOnCancel runs an autocommit write. On MySQL, when ctx can end and the
-// pool knows its connections' ids, it runs fn on one connection and, if ctx
-// ends while fn runs, kills fn's session on the server (KILL CONNECTION), so
-// that a write refused to the caller is not applied later; that connection
-// is then discarded. Elsewhere it runs fn on the pool, with the prepared
-// statements (PostgreSQL's driver cancels on the server itself; SQLite runs
-// in the process).
+// killOnCancel runs an autocommit write whose context carries no probe
+// (for the others, write arms the connection's own kill). On MySQL, when
+// ctx can end and the pool knows its connections' ids, it runs fn on one
+// connection and, if ctx ends while fn runs, kills fn's session on the
+// server (KILL CONNECTION), so that a write refused to the caller is not
+// applied later; that connection is then discarded. Elsewhere it runs fn
+// on the pool, with the prepared statements (PostgreSQL's driver cancels
+// on the server itself; SQLite runs in the process).
 func (b *Backend) killOnCancel(ctx context.Context, fn func(q querier) error) error {
 	if b.killer == nil || b.dialect != dialect.MySQL || ctx.Done() == nil {
 		return fn(b.pool)

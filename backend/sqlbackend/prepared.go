@@ -12,8 +12,8 @@ import (
 // once per connection and reuses it, so the server (PostgreSQL) or the
 // library (SQLite) parses and plans it once per connection instead of at
 // every call, in the same single round trip per execution. (On MySQL, an
-// autocommit write whose context can end runs on a connection of its own,
-// see killOnCancel, as a plain interpolated statement.)
+// autocommit write whose context can end runs as a plain interpolated
+// statement, its session's kill armed by the connection: Backend.write.)
 //
 // The map is built when the backend opens and never changes, so lookups
 // take no lock; each entry prepares itself once (a failed preparation, say
