@@ -131,6 +131,11 @@ func TestRedact(t *testing.T) {
 		{"user:secret@host/db", "user:xxxxx@host/db"},
 		{"mysql://root:pa/ss@host/db", "mysql://root:xxxxx@host/db"},
 		{"sqlite:///tmp/a@b.db", "sqlite:///tmp/a@b.db"},
+		// A password with '@' and '#' ending in an '@' no host follows: the
+		// '@' before "0" looks like the end of the user information, the
+		// last one may be it (found by FuzzParseURL).
+		{"mysql://user:@0#0@ ", "mysql://user:xxxxx@ "},
+		{"postgres://u:p@ss#x@ /db", "postgres://u:xxxxx@ /db"},
 	} {
 		got := backend.Redact(tc.in)
 		if got != tc.want {

@@ -117,6 +117,13 @@ func Redact(rawURL string) string {
 		if c := strings.IndexByte(userinfo, ':'); c >= 0 {
 			mark(len(head)+c+1, len(head)+len(userinfo))
 		}
+		// A later '@' that no host follows ("u:@0#0@ "): the password may
+		// run to it, '#' and '@' included. Hide from the first ':' to it.
+		if last := strings.LastIndexByte(s, '@'); last > len(userinfo) {
+			if c := strings.IndexByte(s[:last], ':'); c >= 0 {
+				mark(len(head)+c+1, len(head)+last)
+			}
+		}
 	case strings.Contains(s, "@"):
 		// An '@' but no host after it: hide everything up to the last one.
 		mark(len(head), len(head)+strings.LastIndexByte(s, '@'))
