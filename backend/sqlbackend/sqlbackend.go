@@ -60,8 +60,9 @@ type Backend struct {
 	// gate queues this backend's SQLite writers (writegate.go) and ckpt
 	// checkpoints the file's WAL outside it (checkpoint.go): both only on
 	// a SQLite file opened by Open, nil otherwise.
-	gate writeGate
-	ckpt *checkpointer
+	gate     writeGate
+	dropGate func() // gives the shared gate back (Close); nil without a gate
+	ckpt     *checkpointer
 	// galera: a MariaDB Galera node (wsrep_on=ON at open); Ping then
 	// also checks wsrep_ready (see galera.go).
 	galera bool
@@ -136,7 +137,7 @@ func OpenWrapped(ctx context.Context, rawURL string, wrap func(driver.Connector)
 	}
 	b.desc = describeURL(cfg, rawURL)
 	if cfg.dialect == dialect.SQLite && !cfg.memory {
-		b.gate = newWriteGate()
+		b.gate, b.dropGate = shareWriteGate(cfg.file)
 		b.ckpt = startCheckpointer(db, b.gate, o.Logger)
 	}
 	cfg.armed.Store(true) // from now on, a refused connection waits (reconnector)
@@ -395,6 +396,9 @@ func (b *Backend) Ping(ctx context.Context) error {
 // Close closes the connection pool. Calls after Close fail.
 func (b *Backend) Close() error {
 	b.ckpt.stop()
+	if b.dropGate != nil {
+		b.dropGate()
+	}
 	b.stmts.close()
 	if err := b.client.Close(); err != nil {
 		return fmt.Errorf("authdb: close %s: %w", b.where, err)

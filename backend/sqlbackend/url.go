@@ -74,6 +74,9 @@ type config struct {
 	// memory: sqlite://:memory:, one connection so that the pool shares one
 	// database.
 	memory bool
+	// file: a SQLite database file's path as the URL gives it (its write
+	// gate is shared by the backends of this process on the same file).
+	file string
 	// busy: SQLite's _busy_timeout, the time an operation waits in all for
 	// the write lock.
 	busy    time.Duration
@@ -190,6 +193,7 @@ func parseSQLite(rawURL string) (*config, error) {
 	}
 	params.Set("_journal_mode", "WAL")
 	params.Set("_synchronous", sync)
+	cfg.file = path
 	// A file: URI, so that '?', '#' and '%' in the path are escaped.
 	cfg.dsn = "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + params.Encode()
 	return cfg, nil

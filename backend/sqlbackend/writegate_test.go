@@ -149,3 +149,47 @@ func TestOpenDBHasNoWriteGate(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Backends of one process on one SQLite file share its write gate, whatever
+// path reaches the file (here a symbolic link): a writer of one
+// waits for the other's in Go, not in SQLite's busy handler. A backend on
+// another file does not wait. The gate outlives the first backend's Close.
+func TestWriteGateSharedByFile(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "shared.db")
+	b1 := open(t, "sqlite://"+file)
+	if err := os.Symlink(file, filepath.Join(dir, "link.db")); err != nil {
+		t.Fatal(err)
+	}
+	b2 := open(t, "sqlite://"+filepath.Join(dir, "link.db"))
+	other := open(t, "sqlite://"+filepath.Join(dir, "other.db"))
+	release, ok := sqlbackend.HoldWriteGate(b1)
+	if !ok {
+		t.Fatal("a SQLite file backend has no write gate")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	err := b2.InsertRefreshToken(ctx, uuid.Must(uuid.NewV7()), "sub", "openid")
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "waiting for this process's other SQLite writers") {
+		t.Fatalf("insert through a second backend on the file while the first holds the gate: %v, want a wait for the gate ended by the context", err)
+	}
+	bg := context.Background()
+	if err := other.InsertRefreshToken(bg, uuid.Must(uuid.NewV7()), "sub", "openid"); err != nil {
+		t.Fatalf("insert into another file while the gate is held: %v", err)
+	}
+	release()
+	if err := b1.Close(); err != nil {
+		t.Fatal(err)
+	}
+	release, _ = sqlbackend.HoldWriteGate(b2)
+	ctx, cancel = context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	b3 := open(t, "sqlite://"+file)
+	if err := b3.InsertRefreshToken(ctx, uuid.Must(uuid.NewV7()), "sub", "openid"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("insert through a backend opened after the first closed, while the second holds the gate: %v, want the gate's wait", err)
+	}
+	release()
+	if err := b3.InsertRefreshToken(bg, uuid.Must(uuid.NewV7()), "sub", "openid"); err != nil {
+		t.Fatalf("insert after the gate was released: %v", err)
+	}
+}
