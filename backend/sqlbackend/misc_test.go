@@ -237,96 +237,65 @@ func TestOpenViaRegistry(t *testing.T) {
 // context's error promptly when its deadline passes, and is not applied
 // once the lock is released (on MySQL the backend kills the statement on
 // the server, from a connection outside the pool: here the pool has one).
+// A revocation has a read-back, so the outcome rules' fence would end its
+// session too; a clean-up batch has none (outcome.go), and on MySQL only
+// the kill armed for the running statement (idConn.watch) stops it, on
+// PostgreSQL lib/pq's cancel request.
 func TestCancelledWriteNotApplied(t *testing.T) {
-	for _, e := range engines[1:] {
-		t.Run(e.name, func(t *testing.T) {
-			u := newURL(t, e)
-			sep := "?"
-			if strings.Contains(u, "?") {
-				sep = "&"
-			}
-			b := open(t, u+sep+"max_open_conns=1")
-			ctx := context.Background()
-			jti := conformance.UUIDv7At(time.Now())
-			if err := b.InsertRefreshToken(ctx, jti, "u", "s"); err != nil {
-				t.Fatal(err)
-			}
-			db := rawDB(t, e, u)
-			tx, err := db.BeginTx(ctx, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer tx.Rollback()
-			if _, err := tx.Exec(sqlText(e, `UPDATE "RefreshTokens" SET "Scope"='locked' WHERE "JTI"=?`), storedID(e, jti)); err != nil {
-				t.Fatal(err)
-			}
-			dctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
-			defer cancel()
-			start := time.Now()
-			err = b.RevokeRefreshToken(dctx, jti)
-			if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 2*time.Second {
-				t.Errorf("RevokeRefreshToken = %v after %v, want DeadlineExceeded within 2s", err, time.Since(start))
-			}
-			if err := tx.Commit(); err != nil {
-				t.Fatal(err)
-			}
-			// An orphaned statement would now run: read once no other session
-			// of this database runs a statement any more.
-			waitNoOtherStatement(t, e, db)
-			tok, err := b.GetRefreshToken(ctx, jti)
-			if err != nil || tok.Status != backend.TokenCreated || tok.Scope != "locked" {
-				t.Fatalf("token = %+v, %v; want CREATED with the locker's scope", tok, err)
-			}
-		})
-	}
-}
-
-// TestCancelledCleanupNotApplied: a clean-up batch whose context ends
-// while it waits for a row lock is stopped on the server, not applied
-// once the lock is released. A clean-up has no read-back (outcome.go), so
-// no fence ends its session after the fact: on MySQL only the kill armed
-// for the running statement (idConn.watch) stops it, on PostgreSQL lib/pq's
-// cancel request.
-func TestCancelledCleanupNotApplied(t *testing.T) {
-	for _, e := range engines[1:] {
-		t.Run(e.name, func(t *testing.T) {
-			u := newURL(t, e)
-			sep := "?"
-			if strings.Contains(u, "?") {
-				sep = "&"
-			}
-			now := time.Now()
-			b := open(t, u+sep+"max_open_conns=1", backend.WithClock(func() time.Time { return now }))
-			ctx := context.Background()
-			jti := conformance.UUIDv7At(now.Add(-48 * time.Hour))
-			if err := b.InsertRefreshToken(ctx, jti, "u", "s"); err != nil {
-				t.Fatal(err)
-			}
-			db := rawDB(t, e, u)
-			tx, err := db.BeginTx(ctx, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer tx.Rollback()
-			if _, err := tx.Exec(sqlText(e, `UPDATE "RefreshTokens" SET "Scope"='locked' WHERE "JTI"=?`), storedID(e, jti)); err != nil {
-				t.Fatal(err)
-			}
-			dctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
-			defer cancel()
-			start := time.Now()
-			n, err := b.CleanExpiredRefreshTokens(dctx, time.Hour)
-			if err == nil || !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 2*time.Second {
-				t.Errorf("CleanExpiredRefreshTokens = %d, %v after %v, want DeadlineExceeded within 2s", n, err, time.Since(start))
-			}
-			if err := tx.Commit(); err != nil {
-				t.Fatal(err)
-			}
-			waitNoOtherStatement(t, e, db)
-			tok, err := b.GetRefreshToken(ctx, jti)
-			if err != nil || tok.Scope != "locked" {
-				t.Fatalf("token = %+v, %v; want it kept, with the locker's scope", tok, err)
-			}
-		})
+	now := time.Now()
+	for _, tc := range []struct {
+		name  string
+		jti   uuid.UUID
+		write func(ctx context.Context, b *sqlbackend.Backend, jti uuid.UUID) error
+	}{
+		{"revoke", conformance.UUIDv7At(now), func(ctx context.Context, b *sqlbackend.Backend, jti uuid.UUID) error {
+			return b.RevokeRefreshToken(ctx, jti)
+		}},
+		{"cleanup", conformance.UUIDv7At(now.Add(-48 * time.Hour)), func(ctx context.Context, b *sqlbackend.Backend, _ uuid.UUID) error {
+			_, err := b.CleanExpiredRefreshTokens(ctx, time.Hour)
+			return err
+		}},
+	} {
+		for _, e := range engines[1:] {
+			t.Run(tc.name+"/"+e.name, func(t *testing.T) {
+				u := newURL(t, e)
+				sep := "?"
+				if strings.Contains(u, "?") {
+					sep = "&"
+				}
+				b := open(t, u+sep+"max_open_conns=1", backend.WithClock(func() time.Time { return now }))
+				ctx := context.Background()
+				if err := b.InsertRefreshToken(ctx, tc.jti, "u", "s"); err != nil {
+					t.Fatal(err)
+				}
+				db := rawDB(t, e, u)
+				tx, err := db.BeginTx(ctx, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer tx.Rollback()
+				if _, err := tx.Exec(sqlText(e, `UPDATE "RefreshTokens" SET "Scope"='locked' WHERE "JTI"=?`), storedID(e, tc.jti)); err != nil {
+					t.Fatal(err)
+				}
+				dctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+				defer cancel()
+				start := time.Now()
+				err = tc.write(dctx, b, tc.jti)
+				if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 2*time.Second {
+					t.Errorf("%s = %v after %v, want DeadlineExceeded within 2s", tc.name, err, time.Since(start))
+				}
+				if err := tx.Commit(); err != nil {
+					t.Fatal(err)
+				}
+				// An orphaned statement would now run: read once no other session
+				// of this database runs a statement any more.
+				waitNoOtherStatement(t, e, db)
+				tok, err := b.GetRefreshToken(ctx, tc.jti)
+				if err != nil || tok.Status != backend.TokenCreated || tok.Scope != "locked" {
+					t.Fatalf("token = %+v, %v; want CREATED with the locker's scope", tok, err)
+				}
+			})
+		}
 	}
 }
 
