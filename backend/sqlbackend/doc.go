@@ -137,7 +137,7 @@
 // MySQL's driver does not stop a statement on the server when its context
 // ends; the backend does: it knows each connection's server id and kills
 // the session of a cancelled autocommit write (KILL CONNECTION), so that a
-// write refused to the caller is not applied later (killOnCancel). Each new
+// write refused to the caller is not applied later (Backend.write). Each new
 // MySQL connection of Open's pool asks for its id once (SELECT
 // CONNECTION_ID()); a pool handed to OpenDB has no ids and no such kill.
 //

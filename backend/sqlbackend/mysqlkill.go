@@ -23,7 +23,7 @@ import (
 // id (idConnector asks for it once per connection) and, when the context of
 // an autocommit write ends while the write runs, kills its session with
 // KILL CONNECTION from another connection (idConn.watch, armed by
-// Backend.write; killOnCancel for a write without a probe). Not KILL QUERY:
+// Backend.write). Not KILL QUERY:
 // when the context ends just as the statement is sent, KILL QUERY can
 // reach the server before the statement starts, and MariaDB forgets it when
 // the statement begins; KILL CONNECTION ends the session whatever it is
@@ -31,7 +31,7 @@ import (
 
 // idConnector wraps a driver.Connector (MySQL, PostgreSQL): each new
 // connection learns its server session id (CONNECTION_ID(),
-// pg_backend_pid()), which killOnCancel and the outcome rules' fence end
+// pg_backend_pid()), which Backend.write and the outcome rules' fence end
 // on the server, and reports its statements to their contexts' probes
 // (outcome.go); then it runs init when it is not empty (the session
 // settings of a Galera node).
@@ -39,6 +39,9 @@ type idConnector struct {
 	driver.Connector
 	pg   bool   // lib/pq: its ErrBadConn after a sent statement becomes errSentLost
 	init string // a statement each new connection runs first
+	// losses is shared by the pool's PostgreSQL connections (sock.go:
+	// when a connection is looked at before it is handed out).
+	losses *poolLosses
 }
 
 func (c idConnector) Connect(ctx context.Context) (driver.Conn, error) {
@@ -62,7 +65,7 @@ func (c idConnector) Connect(ctx context.Context) (driver.Conn, error) {
 		dc.Close()
 		return nil, err
 	}
-	return &idConn{conn: dc, id: id, server: server, pg: c.pg, sock: s}, nil
+	return &idConn{conn: dc, id: id, server: server, pg: c.pg, sock: s, losses: c.losses}, nil
 }
 
 // The server instance a session runs on, read with its id: a session id
@@ -123,6 +126,10 @@ type idConn struct {
 	server string // the session's server instance (mysqlServer, pgServer)
 	pg     bool
 	sock   *sock // PostgreSQL's socket (sock.go); nil when not dialled by pgDialer
+	// idleSince: when the connection last went back to the pool
+	// (monoNow); losses: its pool's record of dead connections (sock.go).
+	idleSince atomic.Int64
+	losses    *poolLosses
 	// lost: a sent statement lost the connection; last: the context of the
 	// last statement. A connection that lost a statement, or whose last
 	// statement's context ended (its reply may still be on the way), is
@@ -169,6 +176,9 @@ func (c *idConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx,
 func (c *idConn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
 	st, err := c.conn.(driver.ConnPrepareContext).PrepareContext(ctx, query)
 	if err != nil {
+		if c.pg && isConnLost(err) {
+			c.setLost() // a preparation changes nothing: database/sql tries another connection
+		}
 		return nil, err
 	}
 	return idStmt{Stmt: st, c: c}, nil
@@ -190,6 +200,10 @@ func (c *idConn) ExecContext(ctx context.Context, query string, args []driver.Na
 // that a write refused to the caller is not applied later. It returns the
 // AfterFunc's stop, or nil when nothing is armed. The function it arms is
 // made once per connection (a connection runs one statement at a time).
+// Only the connection's plain ExecContext arms it, not a prepared
+// statement (idStmt) nor QueryContext: on MySQL, Backend.write runs every
+// autocommit write plain through ExecContext, and the writes of a
+// transaction are undone by its rollback when their context ends.
 func (c *idConn) watch(ctx context.Context) func() bool {
 	if c.pg {
 		return nil // lib/pq cancels on the server itself
@@ -220,13 +234,13 @@ func (c *idConn) unwatch(ctx context.Context, stop func() bool, err error) {
 	}
 	if !stop() {
 		c.killed.Wait()
-		c.lost.Store(true)
+		c.setLost()
 		return
 	}
 	c.killed.Done() // onCancel will not run
 	if err != nil && ctx.Err() != nil {
 		c.kill(c.id, c.server)
-		c.lost.Store(true)
+		c.setLost()
 	}
 }
 
@@ -244,8 +258,8 @@ func (c *idConn) Ping(ctx context.Context) error { return c.conn.(driver.Pinger)
 // again: a PostgreSQL connection the server closed meanwhile is refused
 // here, before any statement is sent on it (sock.go).
 func (c *idConn) ResetSession(ctx context.Context) error {
-	if c.lost.Load() || (c.sock != nil && c.sock.idleDead()) {
-		c.lost.Store(true)
+	if c.lost.Load() || (c.sock != nil && c.losses.worthLooking(c.idleSince.Load()) && c.sock.idleDead()) {
+		c.setLost()
 		return driver.ErrBadConn
 	}
 	return c.conn.(driver.SessionResetter).ResetSession(ctx)
@@ -253,6 +267,9 @@ func (c *idConn) ResetSession(ctx context.Context) error {
 
 // IsValid is asked when the connection goes back to the pool.
 func (c *idConn) IsValid() bool {
+	if c.sock != nil {
+		c.idleSince.Store(monoNow())
+	}
 	c.mu.Lock()
 	last := c.last
 	c.last = nil
@@ -267,80 +284,29 @@ func (c *idConn) CheckNamedValue(nv *driver.NamedValue) error {
 	return c.conn.(driver.NamedValueChecker).CheckNamedValue(nv)
 }
 
-// killOnCancel runs an autocommit write whose context carries no probe
-// (for the others, write arms the connection's own kill). On MySQL, when
-// ctx can end and the pool knows its connections' ids, it runs fn on one
-// connection and, if ctx ends while fn runs, kills fn's session on the
-// server (KILL CONNECTION), so that a write refused to the caller is not
-// applied later; that connection is then discarded. Elsewhere it runs fn
-// on the pool, with the prepared statements (PostgreSQL's driver cancels
-// on the server itself; SQLite runs in the process).
-func (b *Backend) killOnCancel(ctx context.Context, fn func(q querier) error) error {
+// write runs an autocommit write statement and returns the rows it
+// affected (MySQL: matched). On MySQL, when ctx can end and the pool knows
+// its connections' ids, the connection the pool hands out kills its own
+// session on the server (KILL CONNECTION) if ctx ends while the statement
+// runs (idConn.watch), so that a write refused to the caller is not
+// applied later; that connection is then never given back to the pool.
+// The statement runs plain (interpolated: ExecContext of the connection,
+// where the kill is armed). A write whose ctx carries no probe (the
+// revocations of a reuse, which nothing settles) gets one here, for the
+// kill. Elsewhere it runs on the pool, with the prepared statements
+// (PostgreSQL's driver cancels on the server itself; SQLite runs in the
+// process).
+func (b *Backend) write(ctx context.Context, query string, args ...any) (int64, error) {
 	if b.killer == nil || b.dialect != dialect.MySQL || ctx.Done() == nil {
-		return fn(b.pool)
+		return exec(ctx, b.pool, query, args...)
 	}
-	conn, err := b.db.Conn(ctx)
-	if err != nil {
-		return err
+	p, _ := ctx.Value(probeKey{}).(*probe)
+	if p == nil {
+		ctx, p = withProbe(ctx)
 	}
-	var id uint64
-	var server string
-	if err := conn.Raw(func(dc any) error {
-		if c, ok := dc.(*idConn); ok {
-			id, server = c.id, c.server
-		}
-		return nil
-	}); err != nil || id == 0 {
-		conn.Close()
-		if err != nil {
-			return err
-		}
-		return fn(b.pool)
-	}
-	killed := make(chan struct{})
-	stop := context.AfterFunc(ctx, func() {
-		defer close(killed)
-		b.killQuery(id, server)
-	})
-	err = fn(conn)
-	switch {
-	case !stop():
-		// The kill ran or is running: wait for it, and never give this
-		// session back to the pool.
-		<-killed
-		conn.Raw(func(any) error { return driver.ErrBadConn })
-	case err != nil && ctx.Err() != nil:
-		// The driver saw the context end and gave up before the AfterFunc
-		// started (the context closes Done before it runs its AfterFuncs),
-		// so stop prevented the kill: kill here.
-		b.killQuery(id, server)
-		conn.Raw(func(any) error { return driver.ErrBadConn })
-	}
-	conn.Close()
-	return err
-}
-
-// write runs an autocommit write statement (killOnCancel) and returns the
-// rows it affected (MySQL: matched). On MySQL, when ctx carries a probe
-// (withProbe: every write but the revocations of a reuse), the connection
-// the pool hands out kills its own session if ctx ends while the
-// statement runs (idConn.watch), without the dedicated connection of
-// killOnCancel: the same guarantee, for a few allocations less per call.
-func (b *Backend) write(ctx context.Context, query string, args ...any) (n int64, err error) {
-	if b.killer != nil && b.dialect == dialect.MySQL && ctx.Done() != nil {
-		if p, _ := ctx.Value(probeKey{}).(*probe); p != nil {
-			p.kill = b.killQueryFn
-			defer func() { p.kill = nil }()
-			// The plain statement (interpolated), as killOnCancel's.
-			return exec(ctx, b.db, query, args...)
-		}
-	}
-	err = b.killOnCancel(ctx, func(q querier) error {
-		var err error
-		n, err = exec(ctx, q, query, args...)
-		return err
-	})
-	return n, err
+	p.kill = b.killQueryFn
+	defer func() { p.kill = nil }()
+	return exec(ctx, b.db, query, args...)
 }
 
 // killQuery ends server session id and the statement it runs, from a

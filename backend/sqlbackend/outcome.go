@@ -440,10 +440,20 @@ func (c *idConn) mark(ctx context.Context) {
 // after maps the driver's error of a statement that was sent.
 func (c *idConn) after(err error) error {
 	if c.pg && errors.Is(err, driver.ErrBadConn) {
-		c.lost.Store(true)
+		c.setLost()
 		return errSentLost
 	}
+	if c.pg && err != nil && isConnLost(err) {
+		c.setLost() // say, the FATAL message of a terminated session, read first
+	}
 	return err
+}
+
+// setLost marks c as lost (never handed out again) and records the loss
+// in its pool's losses.
+func (c *idConn) setLost() {
+	c.lost.Store(true)
+	c.losses.lost()
 }
 
 func (c *idConn) valid() bool {

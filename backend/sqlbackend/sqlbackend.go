@@ -47,13 +47,16 @@ type Backend struct {
 	opts    backend.Options
 	mariaDB bool // MySQL dialect on MariaDB (INSERT ... RETURNING)
 	// killer, on MySQL and PostgreSQL opened by Open, connects outside the
-	// pool to end a session: a cancelled MySQL write's (killOnCancel), or
+	// pool to end a session: a cancelled MySQL write's (Backend.write), or
 	// one whose reply was lost (fence); the pool's connections know their
 	// server ids and report their statements to probes (idConn).
 	killer driver.Connector
 	probes bool // the pool's connections are idConns (killer != nil)
 	// killQueryFn is b.killQuery, made once (write hands it to probes).
 	killQueryFn func(id uint64, server string)
+	// losses: the PostgreSQL pool's record of dead connections (sock.go);
+	// nil elsewhere.
+	losses *poolLosses
 	// busyBudget is how long SQLite operations wait, in all, for the write
 	// lock (the URL's _busy_timeout).
 	busyBudget time.Duration
@@ -136,6 +139,7 @@ func OpenWrapped(ctx context.Context, rawURL string, wrap func(driver.Connector)
 		return nil, err
 	}
 	b.desc = describeURL(cfg, rawURL)
+	b.losses = cfg.losses
 	if cfg.dialect == dialect.SQLite && !cfg.memory {
 		b.gate, b.dropGate = shareWriteGate(cfg.file)
 		b.ckpt = startCheckpointer(db, b.gate, o.Logger)
@@ -275,7 +279,7 @@ func newBackend(ctx context.Context, db *sql.DB, d, where string, o backend.Opti
 
 // openDB opens the pool (without connecting); on MySQL and PostgreSQL it
 // also returns the plain connector the backend ends sessions with
-// (killOnCancel, fence). On MySQL each pool connection runs
+// (Backend.write, fence). On MySQL each pool connection runs
 // cfg.sessionInit when it is made (Galera, galera.go).
 func openDB(cfg *config, wrap func(driver.Connector) driver.Connector) (*sql.DB, driver.Connector, error) {
 	if wrap == nil {
@@ -304,7 +308,8 @@ func openDB(cfg *config, wrap func(driver.Connector) driver.Connector) (*sql.DB,
 			return nil, nil, fmt.Errorf("%w: url: %v", backend.ErrInvalidInput, err)
 		}
 		c.Dialer(pgDialer{}) // idle connections' liveness (sock.go)
-		return sql.OpenDB(idConnector{Connector: wrap(reconnect(c)), pg: true}), c, nil
+		cfg.losses = newPoolLosses()
+		return sql.OpenDB(idConnector{Connector: wrap(reconnect(c)), pg: true, losses: cfg.losses}), c, nil
 	}
 	c, err := newSQLiteConnector(cfg.dsn, !cfg.memory)
 	if err != nil {
