@@ -238,21 +238,35 @@ func TestOpenViaRegistry(t *testing.T) {
 // once the lock is released (on MySQL the backend kills the statement on
 // the server, from a connection outside the pool: here the pool has one).
 // A revocation has a read-back, so the outcome rules' fence would end its
-// session too; a clean-up batch has none (outcome.go), and on MySQL only
-// the kill armed for the running statement (idConn.watch) stops it, on
-// PostgreSQL lib/pq's cancel request.
+// session too; a clean-up batch and a replay's revocation have none
+// (outcome.go), and on MySQL only the kill armed for the running statement
+// (idConn.watch) stops them, on PostgreSQL lib/pq's cancel request: those
+// two cases fail on MySQL when the kill is not armed.
 func TestCancelledWriteNotApplied(t *testing.T) {
 	now := time.Now()
 	for _, tc := range []struct {
-		name  string
-		jti   uuid.UUID
-		write func(ctx context.Context, b *sqlbackend.Backend, jti uuid.UUID) error
+		name string
+		jti  uuid.UUID
+		// prepare, when set, runs after jti's insert and returns the token
+		// whose row is locked (else jti's).
+		prepare func(ctx context.Context, b *sqlbackend.Backend, jti uuid.UUID) (uuid.UUID, error)
+		write   func(ctx context.Context, b *sqlbackend.Backend, jti uuid.UUID) error
 	}{
-		{"revoke", conformance.UUIDv7At(now), func(ctx context.Context, b *sqlbackend.Backend, jti uuid.UUID) error {
+		{"revoke", conformance.UUIDv7At(now), nil, func(ctx context.Context, b *sqlbackend.Backend, jti uuid.UUID) error {
 			return b.RevokeRefreshToken(ctx, jti)
 		}},
-		{"cleanup", conformance.UUIDv7At(now.Add(-48 * time.Hour)), func(ctx context.Context, b *sqlbackend.Backend, _ uuid.UUID) error {
+		{"cleanup", conformance.UUIDv7At(now.Add(-48 * time.Hour)), nil, func(ctx context.Context, b *sqlbackend.Backend, _ uuid.UUID) error {
 			_, err := b.CleanExpiredRefreshTokens(ctx, time.Hour)
+			return err
+		}},
+		// A replay's revocation of the successor, waiting for the
+		// successor's row lock (it has no read-back either).
+		{"replay", conformance.UUIDv7At(now), func(ctx context.Context, b *sqlbackend.Backend, jti uuid.UUID) (uuid.UUID, error) {
+			next := conformance.UUIDv7At(now)
+			_, err := b.RotateRefreshToken(ctx, jti, next)
+			return next, err
+		}, func(ctx context.Context, b *sqlbackend.Backend, jti uuid.UUID) error {
+			_, err := b.RotateRefreshToken(ctx, jti, conformance.UUIDv7At(now))
 			return err
 		}},
 	} {
@@ -268,13 +282,20 @@ func TestCancelledWriteNotApplied(t *testing.T) {
 				if err := b.InsertRefreshToken(ctx, tc.jti, "u", "s"); err != nil {
 					t.Fatal(err)
 				}
+				locked := tc.jti
+				if tc.prepare != nil {
+					var err error
+					if locked, err = tc.prepare(ctx, b, tc.jti); err != nil {
+						t.Fatal(err)
+					}
+				}
 				db := rawDB(t, e, u)
 				tx, err := db.BeginTx(ctx, nil)
 				if err != nil {
 					t.Fatal(err)
 				}
 				defer tx.Rollback()
-				if _, err := tx.Exec(sqlText(e, `UPDATE "RefreshTokens" SET "Scope"='locked' WHERE "JTI"=?`), storedID(e, tc.jti)); err != nil {
+				if _, err := tx.Exec(sqlText(e, `UPDATE "RefreshTokens" SET "Scope"='locked' WHERE "JTI"=?`), storedID(e, locked)); err != nil {
 					t.Fatal(err)
 				}
 				dctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
@@ -290,7 +311,7 @@ func TestCancelledWriteNotApplied(t *testing.T) {
 				// An orphaned statement would now run: read once no other session
 				// of this database runs a statement any more.
 				waitNoOtherStatement(t, e, db)
-				tok, err := b.GetRefreshToken(ctx, tc.jti)
+				tok, err := b.GetRefreshToken(ctx, locked)
 				if err != nil || tok.Status != backend.TokenCreated || tok.Scope != "locked" {
 					t.Fatalf("token = %+v, %v; want CREATED with the locker's scope", tok, err)
 				}
