@@ -1,9 +1,6 @@
 package sqlbackend
 
-import (
-	"context"
-	"time"
-)
+import "context"
 
 // Latin1Holds exposes inLatin1 to the tests.
 var Latin1Holds = inLatin1
@@ -20,15 +17,4 @@ func HoldWriteGate(b *Backend) (release func(), ok bool) {
 	}
 	release, _ = b.gate.enter(context.Background())
 	return release, true
-}
-
-// SetIdleCheckAfter sets how long b's PostgreSQL connections must idle
-// before their socket is looked at when no loss was seen (sock.go); false
-// when b has no such pool.
-func SetIdleCheckAfter(b *Backend, d time.Duration) bool {
-	if b.losses == nil {
-		return false
-	}
-	b.losses.after.Store(int64(d))
-	return true
 }

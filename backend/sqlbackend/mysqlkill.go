@@ -39,9 +39,6 @@ type idConnector struct {
 	driver.Connector
 	pg   bool   // lib/pq: its ErrBadConn after a sent statement becomes errSentLost
 	init string // a statement each new connection runs first
-	// losses is shared by the pool's PostgreSQL connections (sock.go:
-	// when a connection is looked at before it is handed out).
-	losses *poolLosses
 }
 
 func (c idConnector) Connect(ctx context.Context) (driver.Conn, error) {
@@ -65,7 +62,7 @@ func (c idConnector) Connect(ctx context.Context) (driver.Conn, error) {
 		dc.Close()
 		return nil, err
 	}
-	return &idConn{conn: dc, id: id, server: server, pg: c.pg, sock: s, losses: c.losses}, nil
+	return &idConn{conn: dc, id: id, server: server, pg: c.pg, sock: s}, nil
 }
 
 // The server instance a session runs on, read with its id: a session id
@@ -126,10 +123,6 @@ type idConn struct {
 	server string // the session's server instance (mysqlServer, pgServer)
 	pg     bool
 	sock   *sock // PostgreSQL's socket (sock.go); nil when not dialled by pgDialer
-	// idleSince: when the connection last went back to the pool
-	// (monoNow); losses: its pool's record of dead connections (sock.go).
-	idleSince atomic.Int64
-	losses    *poolLosses
 	// lost: a sent statement lost the connection; last: the context of the
 	// last statement. A connection that lost a statement, or whose last
 	// statement's context ended (its reply may still be on the way), is
@@ -176,9 +169,6 @@ func (c *idConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx,
 func (c *idConn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
 	st, err := c.conn.(driver.ConnPrepareContext).PrepareContext(ctx, query)
 	if err != nil {
-		if c.pg && isConnLost(err) {
-			c.setLost() // a preparation changes nothing: database/sql tries another connection
-		}
 		return nil, err
 	}
 	return idStmt{Stmt: st, c: c}, nil
@@ -200,10 +190,13 @@ func (c *idConn) ExecContext(ctx context.Context, query string, args []driver.Na
 // that a write refused to the caller is not applied later. It returns the
 // AfterFunc's stop, or nil when nothing is armed. The function it arms is
 // made once per connection (a connection runs one statement at a time).
-// Only the connection's plain ExecContext arms it, not a prepared
-// statement (idStmt) nor QueryContext: on MySQL, Backend.write runs every
-// autocommit write plain through ExecContext, and the writes of a
-// transaction are undone by its rollback when their context ends.
+// ExecContext arms it, the connection's (the plain statement Backend.write
+// runs on MySQL) and a prepared statement's (idStmt: database/sql's
+// fallback when the driver cannot interpolate a statement, driver.ErrSkip);
+// QueryContext does not (no autocommit write runs through it on MySQL),
+// and the writes of a transaction are undone by its rollback when their
+// context ends (nothing arms a kill for them: the probe's kill is set only
+// inside Backend.write).
 func (c *idConn) watch(ctx context.Context) func() bool {
 	if c.pg {
 		return nil // lib/pq cancels on the server itself
@@ -234,13 +227,13 @@ func (c *idConn) unwatch(ctx context.Context, stop func() bool, err error) {
 	}
 	if !stop() {
 		c.killed.Wait()
-		c.setLost()
+		c.lost.Store(true)
 		return
 	}
 	c.killed.Done() // onCancel will not run
 	if err != nil && ctx.Err() != nil {
 		c.kill(c.id, c.server)
-		c.setLost()
+		c.lost.Store(true)
 	}
 }
 
@@ -258,8 +251,8 @@ func (c *idConn) Ping(ctx context.Context) error { return c.conn.(driver.Pinger)
 // again: a PostgreSQL connection the server closed meanwhile is refused
 // here, before any statement is sent on it (sock.go).
 func (c *idConn) ResetSession(ctx context.Context) error {
-	if c.lost.Load() || (c.sock != nil && c.losses.worthLooking(c.idleSince.Load()) && c.sock.idleDead()) {
-		c.setLost()
+	if c.lost.Load() || (c.sock != nil && c.sock.idleDead()) {
+		c.lost.Store(true)
 		return driver.ErrBadConn
 	}
 	return c.conn.(driver.SessionResetter).ResetSession(ctx)
@@ -267,9 +260,6 @@ func (c *idConn) ResetSession(ctx context.Context) error {
 
 // IsValid is asked when the connection goes back to the pool.
 func (c *idConn) IsValid() bool {
-	if c.sock != nil {
-		c.idleSince.Store(monoNow())
-	}
 	c.mu.Lock()
 	last := c.last
 	c.last = nil

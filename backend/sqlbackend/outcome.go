@@ -440,20 +440,10 @@ func (c *idConn) mark(ctx context.Context) {
 // after maps the driver's error of a statement that was sent.
 func (c *idConn) after(err error) error {
 	if c.pg && errors.Is(err, driver.ErrBadConn) {
-		c.setLost()
+		c.lost.Store(true)
 		return errSentLost
 	}
-	if c.pg && err != nil && isConnLost(err) {
-		c.setLost() // say, the FATAL message of a terminated session, read first
-	}
 	return err
-}
-
-// setLost marks c as lost (never handed out again) and records the loss
-// in its pool's losses.
-func (c *idConn) setLost() {
-	c.lost.Store(true)
-	c.losses.lost()
 }
 
 func (c *idConn) valid() bool {
@@ -479,7 +469,9 @@ func (s idStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driv
 	if err := s.c.before(ctx); err != nil {
 		return nil, err
 	}
+	stop := s.c.watch(ctx) // database/sql's fallback of a write the driver could not interpolate (driver.ErrSkip)
 	r, err := s.Stmt.(driver.StmtExecContext).ExecContext(ctx, args)
+	s.c.unwatch(ctx, stop, err)
 	return r, s.c.after(err)
 }
 

@@ -18,56 +18,6 @@ import (
 // server sent unasked (its FATAL message before closing), mean the
 // connection is dead, and database/sql takes another one before anything
 // is sent, as go-sql-driver/mysql does with its liveness check.
-//
-// The look is a system call (about 2.5 µs of client CPU, a twentieth of a
-// rotation's under load). It is skipped for a connection back in the pool
-// for less than idleCheckAfter, unless a connection of the same pool has
-// been found dead since that one went idle (poolLosses). So a busy pool,
-// whose connections go out again within microseconds, pays nothing; a
-// quiet one, where a restart or an idle timeout closes connections
-// unseen, is looked at before every call; and after a restart under load,
-// the first call to meet a dead connection (its statement lost, settled
-// by the outcome rules: outcome.go) makes every connection that idled
-// since be looked at, so that no call meets a second one.
-
-// idleCheckAfter is how long a PostgreSQL connection must have been idle
-// for idleDead to be asked when no loss was seen (see above).
-const idleCheckAfter = 100 * time.Millisecond
-
-// clockStart is monoNow's origin.
-var clockStart = time.Now()
-
-// monoNow is the monotonic clock, in nanoseconds since clockStart.
-func monoNow() int64 { return int64(time.Since(clockStart)) }
-
-// poolLosses records when a connection of one pool was last found dead
-// (monoNow; 0: never), and the pool's idle time after which a connection
-// is looked at anyway (idleCheckAfter; the tests change it).
-type poolLosses struct{ last, after atomic.Int64 }
-
-func newPoolLosses() *poolLosses {
-	l := new(poolLosses)
-	l.after.Store(int64(idleCheckAfter))
-	return l
-}
-
-// worthLooking reports whether a connection idle since idleSince
-// (monoNow) is to be looked at before it is handed out: it has been idle
-// for idleCheckAfter or more, or the pool lost a connection since. A nil
-// record (a pool without one) always looks.
-func (l *poolLosses) worthLooking(idleSince int64) bool {
-	if l == nil {
-		return true
-	}
-	return monoNow()-idleSince >= l.after.Load() || l.last.Load() >= idleSince
-}
-
-// lost records that a connection of the pool was found dead now.
-func (l *poolLosses) lost() {
-	if l != nil {
-		l.last.Store(monoNow())
-	}
-}
 
 // pgDialer is lib/pq's dialer for the backend's pools: net.Dialer's
 // connections, each handed to the connection being made (sockSlot).

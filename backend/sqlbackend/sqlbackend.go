@@ -54,9 +54,6 @@ type Backend struct {
 	probes bool // the pool's connections are idConns (killer != nil)
 	// killQueryFn is b.killQuery, made once (write hands it to probes).
 	killQueryFn func(id uint64, server string)
-	// losses: the PostgreSQL pool's record of dead connections (sock.go);
-	// nil elsewhere.
-	losses *poolLosses
 	// busyBudget is how long SQLite operations wait, in all, for the write
 	// lock (the URL's _busy_timeout).
 	busyBudget time.Duration
@@ -139,7 +136,6 @@ func OpenWrapped(ctx context.Context, rawURL string, wrap func(driver.Connector)
 		return nil, err
 	}
 	b.desc = describeURL(cfg, rawURL)
-	b.losses = cfg.losses
 	if cfg.dialect == dialect.SQLite && !cfg.memory {
 		b.gate, b.dropGate = shareWriteGate(cfg.file)
 		b.ckpt = startCheckpointer(db, b.gate, o.Logger)
@@ -308,8 +304,7 @@ func openDB(cfg *config, wrap func(driver.Connector) driver.Connector) (*sql.DB,
 			return nil, nil, fmt.Errorf("%w: url: %v", backend.ErrInvalidInput, err)
 		}
 		c.Dialer(pgDialer{}) // idle connections' liveness (sock.go)
-		cfg.losses = newPoolLosses()
-		return sql.OpenDB(idConnector{Connector: wrap(reconnect(c)), pg: true, losses: cfg.losses}), c, nil
+		return sql.OpenDB(idConnector{Connector: wrap(reconnect(c)), pg: true}), c, nil
 	}
 	c, err := newSQLiteConnector(cfg.dsn, !cfg.memory)
 	if err != nil {

@@ -67,8 +67,6 @@ type config struct {
 	// where names the database in errors and logs: scheme and host (or the
 	// SQLite path), never a password.
 	where string
-	// losses: set by openDB for a PostgreSQL pool (sock.go).
-	losses *poolLosses
 	// For SQLite and PostgreSQL, the DSN for sql.Open; for MySQL, the driver
 	// configuration.
 	dsn   string
