@@ -47,15 +47,16 @@ bench:
 ## beside the baseline, p50/p99/p999, server counters), foreground p99 while
 ## clean-up and partition maintenance run, per-operation latency by table
 ## size, and listing by partition count; CSV files in $(SCALE_OUT) and the
-## PNG plots drawn from them in docs/img. Options in SCALE_FLAGS, e.g.
+## PNG plots drawn from them in $(PLOT_OUT) (docs/img). Options in SCALE_FLAGS, e.g.
 ## SCALE_FLAGS='-scale.parts curve -scale.engines postgres -scale.goroutines 1,64'.
 SCALE_OUT ?= /tmp/authdb-scale
+PLOT_OUT ?= docs/img
 bench-scale:
 	cd internal/bench && \
 	AUTHDB_TEST_POSTGRES_URL="$${AUTHDB_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test?sslmode=disable}" \
 	AUTHDB_TEST_MYSQL_URL="$${AUTHDB_TEST_MYSQL_URL:-mysql://root@127.0.0.1:3306/test}" AUTHDB_TEST_REQUIRE_DBS=1 \
 	$(GO) test -count=1 -timeout 90m -run '^TestScaleTable$$' -scale -scale.out $(SCALE_OUT) $(SCALE_FLAGS)
-	$(GO) run ./internal/bench/plot -in $(SCALE_OUT) -out docs/img
+	$(GO) run ./internal/bench/plot -in $(SCALE_OUT) -out $(PLOT_OUT)
 
 ## bench-partition: fill one month with 1,000,000 refresh tokens on MariaDB/MySQL
 ## (AUTHDB_TEST_MYSQL_URL, default the local server; AUTHDB_PURGE_TOKENS sets the

@@ -177,14 +177,14 @@ func (e *Env) analyze(ctx context.Context) error {
 // in use, after a bulk load: on PostgreSQL a VACUUM (the visibility map and
 // hint bits that autovacuum would set; without it the first reads of each
 // page write it) and a CHECKPOINT (the load's dirty pages written, so that
-// reads do not pay for evicting them); on MariaDB it waits, up to two
-// minutes, for InnoDB's page cleaner to write the load's dirty pages
+// reads do not pay for evicting them); on MariaDB it waits, up to maxWait
+// (-scale.settle), for InnoDB's page cleaner to write the load's dirty pages
 // (down to 1 % of the pool), with the flushing target lowered to 0 while it
 // waits when own (a private server: the setting is global). On its own
 // PostgreSQL server, whose buffers are sized to hold the table, it also
 // reads the table and its indexes into them (pg_prewarm). It returns what
 // it did.
-func (e *Env) settle(ctx context.Context, own bool) (string, error) {
+func (e *Env) settle(ctx context.Context, own bool, maxWait time.Duration) (string, error) {
 	start := time.Now()
 	switch e.Dialect {
 	case baseline.Postgres:
@@ -230,7 +230,7 @@ func (e *Env) settle(ctx context.Context, own bool) (string, error) {
 			if err != nil {
 				return "", err
 			}
-			if dirty*100 <= total || time.Since(start) > 2*time.Minute {
+			if dirty*100 <= total || time.Since(start) >= maxWait {
 				return fmt.Sprintf("%d of %d pages dirty after %.1fs", dirty, total, time.Since(start).Seconds()), nil
 			}
 			select {

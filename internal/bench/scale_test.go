@@ -43,6 +43,7 @@ var (
 	flagScaleSlice   = flag.Duration("scale.slice", 2*time.Second, "maint: clean-ups run in windows of this length, each followed by half as long without (0: in one go)")
 	flagScaleSizes   = flag.String("scale.sizes", "10000,1000000", "growth: token counts")
 	flagScaleBudget  = flag.Duration("scale.budget", 500*time.Millisecond, "growth: timed time per operation, size and implementation")
+	flagScaleSettle  = flag.Duration("scale.settle", 2*time.Minute, "growth: how long to wait, at most, for MariaDB's dirty pages to fall under 1 % after a load (0: do not wait)")
 	flagScaleCache   = flag.String("scale.cache", "", "growth: run on private PostgreSQL and MariaDB servers (durable settings) whose buffer pools have this size, e.g. 4GB (empty: the shared servers as configured)")
 	flagScaleOut     = flag.String("scale.out", "", "directory for curve.csv and timeline.csv (the plots' input: go run ./internal/bench/plot)")
 )
@@ -590,7 +591,7 @@ func scaleGrowth(t *testing.T, ctx context.Context) {
 			t.Fatal(err)
 		}
 		loaded := time.Since(start)
-		settled, err := g.env.settle(ctx, *flagScaleCache != "")
+		settled, err := g.env.settle(ctx, *flagScaleCache != "", *flagScaleSettle)
 		if err != nil {
 			t.Fatal(err)
 		}
