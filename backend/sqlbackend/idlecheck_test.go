@@ -4,7 +4,6 @@ import (
 	"context"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/google/uuid"
 
@@ -53,20 +52,8 @@ func TestDeadIdleConnections(t *testing.T) {
 	if killed < 2 {
 		t.Fatalf("%d sessions terminated, want at least 2", killed)
 	}
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		var left int
-		if err := admin.QueryRowContext(ctx, `SELECT count(*) FROM pg_stat_activity
-					WHERE datname = current_database() AND pid <> pg_backend_pid()`).Scan(&left); err != nil {
-			t.Fatal(err)
-		}
-		if left == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d sessions left 10 s after pg_terminate_backend", left)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitZero(t, admin, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`,
+		"sessions left 10 s after pg_terminate_backend")
 	var mu sync.Mutex
 	lost := 0
 	octx := backend.ContextWithObserver(ctx, &backend.Observer{Retry: func(_ context.Context, cause string) {

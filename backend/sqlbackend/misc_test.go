@@ -328,6 +328,14 @@ func waitNoOtherStatement(t *testing.T, e engine, db *sql.DB) {
 	if e.name == "mysql" {
 		query = `SELECT count(*) FROM information_schema.PROCESSLIST WHERE DB = DATABASE() AND COMMAND = 'Query' AND ID <> CONNECTION_ID()`
 	}
+	waitZero(t, db, query, "statements still run on the server 10s after the lock was released")
+}
+
+// waitZero polls db (a condition, not a timed wait) until query counts
+// no row, for at most 10 s; after that the test fails with the count and
+// what.
+func waitZero(t *testing.T, db *sql.DB, query, what string) {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		var n int
@@ -338,7 +346,7 @@ func waitNoOtherStatement(t *testing.T, e engine, db *sql.DB) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d statements still run on the server 10s after the lock was released", n)
+			t.Fatalf("%d %s", n, what)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
