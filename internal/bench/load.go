@@ -264,13 +264,18 @@ type CurvePoint struct {
 	// Ratio is the median over rounds of authdb's throughput over the
 	// baseline's in the same round (NaN without a baseline): > 1 is authdb
 	// faster.
-	Ratio    float64
-	Rounds   int
-	Server   Counters // deltas over the point (both implementations)
-	Waits    []WaitShare
-	CPUBusy  float64 // machine-wide CPU busy fraction during the point
-	ProcCPU  float64 // this process's CPU, in cores, during the point
-	Duration time.Duration
+	Ratio float64
+	// RatioLo and RatioHi are the lowest and highest of those per-round
+	// ratios, and Ahead the number of the Rounds timed rounds where
+	// authdb was faster: how far the median can be trusted.
+	RatioLo, RatioHi float64
+	Ahead            int
+	Rounds           int
+	Server           Counters // deltas over the point (both implementations)
+	Waits            []WaitShare
+	CPUBusy          float64 // machine-wide CPU busy fraction during the point
+	ProcCPU          float64 // this process's CPU, in cores, during the point
+	Duration         time.Duration
 }
 
 // CurveConfig sets the budget of one point.
@@ -368,6 +373,12 @@ func MeasurePoint(ctx context.Context, e *Env, kind LoadKind, g int, cfg CurveCo
 	if len(ratios) > 0 {
 		slices.Sort(ratios)
 		pt.Ratio = ratios[len(ratios)/2]
+		pt.RatioLo, pt.RatioHi = ratios[0], ratios[len(ratios)-1]
+		for _, r := range ratios {
+			if r > 1 {
+				pt.Ahead++
+			}
+		}
 	}
 	pt.Duration = time.Since(begin)
 	pt.Server, pt.Waits, pt.CPUBusy, pt.ProcCPU = sampler.Stop(ctx)

@@ -187,13 +187,14 @@ func scaleCurve(t *testing.T, ctx context.Context) {
 	}
 	fmt.Printf("\n## Throughput by concurrency (pool: max %d open, %d idle, both implementations; %d rounds x %v each, interleaved)\n\n",
 		*flagScalePool, PoolIdle, cfg.Rounds, cfg.PerRound)
-	rows := [][]string{{"engine", "operation", "goroutines", "authdb ops/s", "baseline ops/s", "ratio", "authdb p50/p99/p999 µs", "baseline p50/p99/p999 µs", "CPU busy", "client CPU µs/call", "server, per call", "wait states (sampled)"}}
+	rows := [][]string{{"engine", "operation", "goroutines", "authdb ops/s", "baseline ops/s", "ratio", "rounds: range, authdb ahead", "authdb p50/p99/p999 µs", "baseline p50/p99/p999 µs", "CPU busy", "client CPU µs/call", "server, per call", "wait states (sampled)"}}
 	for _, pt := range pts {
 		a := pt.Stats[0]
-		base, ratio, bl, cpu := "-", "-", "-", usf1(a.CPUPerCall())
+		base, ratio, spread, bl, cpu := "-", "-", "-", "-", usf1(a.CPUPerCall())
 		if len(pt.Stats) > 1 {
 			b := pt.Stats[1]
 			base, ratio, bl = rateString(b.Rate()), fmt.Sprintf("%.2f", pt.Ratio), pctString(b)
+			spread = fmt.Sprintf("%.2f-%.2f, %d of %d", pt.RatioLo, pt.RatioHi, pt.Ahead, pt.Rounds)
 			cpu += " / " + usf1(b.CPUPerCall())
 		}
 		op := string(pt.Kind)
@@ -202,7 +203,7 @@ func scaleCurve(t *testing.T, ctx context.Context) {
 				op += fmt.Sprintf(" [%s: %d of %d failed: %v]", pt.Impls[k], st.Failed, st.Calls, st.FirstErr)
 			}
 		}
-		rows = append(rows, []string{pt.Engine, op, strconv.Itoa(pt.Goroutines), rateString(a.Rate()), base, ratio, pctString(a), bl,
+		rows = append(rows, []string{pt.Engine, op, strconv.Itoa(pt.Goroutines), rateString(a.Rate()), base, ratio, spread, pctString(a), bl,
 			fmt.Sprintf("%.0f%%", 100*pt.CPUBusy), cpu, serverPerCall(pt), FormatWaits(pt.Waits, 2)})
 	}
 	fmt.Print(markdown(rows, 3))
