@@ -99,9 +99,10 @@
 // every call; internal/bench measures this at up to 2x on short calls. A
 // MySQL autocommit write whose context can end runs as a plain
 // (client-interpolated) statement, the connection running it armed to kill
-// its own session on the server should the context end. Prepared statements need session state: behind
-// a PostgreSQL pooler in transaction mode (PgBouncer < 1.21 without
-// max_prepared_statements) they fail; connect authdb directly or in session mode.
+// its own session on the server should the context end. Prepared
+// statements need session state: behind a PostgreSQL pooler in
+// transaction mode (PgBouncer < 1.21 without max_prepared_statements) they
+// fail; connect authdb directly or in session mode.
 // Exactly-once redemption and rotation come from conditional UPDATEs
 // ("Status"='READY' / 'CREATED') whose affected row decides the one winner,
 // never from SELECT ... FOR UPDATE:
