@@ -144,7 +144,7 @@ func (b *Backend) ConsumeAuthorizationFlow(ctx context.Context, code string, max
 	hash := backend.HashCode(code)
 	since := b.timeArg(liveSince(b.now(), maxValidity))
 	var r authRow
-	err := b.retryRaced(ctx, op, func() error {
+	err := b.retryRaced(ctx, opName(op), func() error {
 		r = authRow{}
 		return b.consumeAuthOnce(ctx, hash, since, &r)
 	})

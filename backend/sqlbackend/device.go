@@ -223,7 +223,7 @@ func (b *Backend) ConsumeDeviceFlow(ctx context.Context, deviceCode string, maxV
 	sinceT := liveSince(b.now(), maxValidity)
 	since := b.timeArg(sinceT)
 	var r deviceRow
-	err := b.retryRaced(ctx, op, func() error {
+	err := b.retryRaced(ctx, opName(op), func() error {
 		r = deviceRow{}
 		return b.consumeDeviceOnce(ctx, hash, since, sinceT, &r)
 	})
@@ -313,20 +313,29 @@ func deviceFailure(r *deviceRow, since time.Time) error {
 	return fmt.Errorf(op+" (status %s): %w", r.f.UserCode, r.f.Status, backend.ErrFlowFailed)
 }
 
+// opName is a constant operation name as retryRaced takes it (a
+// fmt.Stringer, so that a rotation can name itself only when an error
+// needs it): converting a constant to it allocates nothing.
+type opName string
+
+func (o opName) String() string { return string(o) }
+
 // retryRaced runs once, one attempt of a conditional write (a consume, a
 // rotation), again while it reports errRaced, at most MaxAttempts times in
 // all, within the backend's retry policy (b.retry), each attempt inside
 // the write gate (writegate.go). Sentinel errors are returned as they are
 // (once wraps them with their context), any other error is a driver error
 // and is wrapped with op.
-func (b *Backend) retryRaced(ctx context.Context, op string, once func() error) error {
-	once = b.gated(ctx, op, once)
+func (b *Backend) retryRaced(ctx context.Context, op fmt.Stringer, once func() error) error {
+	if b.gate != nil {
+		once = b.gated(ctx, op.String(), once)
+	}
 	return b.retry(ctx, func() error {
 		for range MaxAttempts {
 			err := once()
 			if !errors.Is(err, errRaced) {
 				if err != nil && !backend.IsSentinel(err) {
-					return b.wrap(ctx, op, err)
+					return b.wrap(ctx, op.String(), err)
 				}
 				return err
 			}

@@ -169,18 +169,18 @@ func (b *Backend) RevokeUserRefreshTokens(ctx context.Context, sub string) (int6
 // A new JTI that exists fails the INSERT: the transaction (or the single
 // statement) is rolled back and backend.ErrAlreadyExists returned.
 func (b *Backend) RotateRefreshToken(ctx context.Context, oldJTI, newJTI uuid.UUID) (backend.RefreshToken, error) {
-	op := "rotate refresh token " + oldJTI.String()
-	if err := start(ctx, op); err != nil {
-		return backend.RefreshToken{}, err
+	if err := ctx.Err(); err != nil {
+		return backend.RefreshToken{}, fmt.Errorf("authdb: %s: %w", rotateOp(oldJTI), err)
 	}
 	if err := backend.CheckJTI("new_jti", newJTI); err != nil {
-		return backend.RefreshToken{}, fmt.Errorf("authdb: %s: %w", op, err)
+		return backend.RefreshToken{}, fmt.Errorf("authdb: %s: %w", rotateOp(oldJTI), err)
 	}
-	r := rotation{op: op, oldJTI: oldJTI, newJTI: newJTI, bounds: b.opts.RotationBounds(),
+	r := &rotation{oldJTI: oldJTI, newJTI: newJTI, bounds: b.opts.RotationBounds(),
 		oldArg: b.idArg(oldJTI), newArg: b.idArg(newJTI)}
-	err := b.retryRaced(ctx, op, func() error {
+	r.oldAny, r.newAny = r.oldArg, r.newArg
+	err := b.retryRaced(ctx, r, func() error {
 		r.out = backend.RefreshToken{JTI: oldJTI, Status: backend.TokenRevoked, ReplacedBy: newJTI}
-		return b.rotateOnce(ctx, &r)
+		return b.rotateOnce(ctx, r)
 	})
 	if err != nil {
 		return backend.RefreshToken{}, err
@@ -188,21 +188,35 @@ func (b *Backend) RotateRefreshToken(ctx context.Context, oldJTI, newJTI uuid.UU
 	return r.out, nil
 }
 
-// rotation is one RotateRefreshToken call's state.
+// rotation is one RotateRefreshToken call's state. Its name in errors
+// (String) is built only when an error needs it, and its statements'
+// arguments are put in its own array (rotateArgs): the success path
+// allocates neither.
 type rotation struct {
-	op             string
 	oldJTI, newJTI uuid.UUID
 	oldArg, newArg string
+	oldAny, newAny any // oldArg, newArg, converted once
+	argv           [4]any
 	bounds         backend.RotationBounds
 	out            backend.RefreshToken // the old record after a success
 }
 
-// rotateArgs are the arguments of the conditional update (q.rotate) but
-// PostgreSQL's: new, old[, family bound].
+// String is the rotation's name in errors: "rotate refresh token <old JTI>".
+func (r *rotation) String() string { return rotateOp(r.oldJTI) }
+
+func rotateOp(oldJTI uuid.UUID) string { return "rotate refresh token " + oldJTI.String() }
+
+// rotateArgs are the arguments of the conditional update (q.rotate):
+// new, old[, family bound][, new on PostgreSQL, for the CTE's INSERT]. They
+// live in r.argv, which each use overwrites (the statements of a rotation
+// run one after another).
 func (b *Backend) rotateArgs(r *rotation) []any {
-	args := []any{r.newArg, r.oldArg}
+	args := append(r.argv[:0], r.newAny, r.oldAny)
 	if b.opts.FamilyLifetime > 0 {
 		args = append(args, b.idArg(r.bounds.Family))
+	}
+	if b.dialect == dialect.Postgres {
+		args = append(args, r.newAny)
 	}
 	return args
 }
@@ -213,13 +227,12 @@ func (b *Backend) rotateOnce(ctx context.Context, r *rotation) error {
 	pctx, p := withProbe(ctx)
 	switch b.dialect {
 	case dialect.Postgres:
-		args := append(b.rotateArgs(r), r.newArg)
-		found, err := queryRow(pctx, b.pool, b.q.rotate, args, &out.Scope, &out.Sub, fam)
+		found, err := queryRow(pctx, b.pool, b.q.rotate, b.rotateArgs(r), &out.Scope, &out.Sub, fam)
 		if err != nil {
 			if sqldialect.IsDuplicate(err) {
-				return dupAsExists(r.op, r.newJTI, err)
+				return dupAsExists(r.String(), r.newJTI, err)
 			}
-			return b.settle(ctx, r.op, p, err, true, func(rctx context.Context) (verdict, error) {
+			return b.settle(ctx, r.String(), p, err, true, func(rctx context.Context) (verdict, error) {
 				return b.rotationVerdict(rctx, r)
 			})
 		}
@@ -239,7 +252,7 @@ func (b *Backend) rotateOnce(ctx context.Context, r *rotation) error {
 				return b.commitRotation(ctx, p, tx, r)
 			}
 		}
-		if err := rollback(tx, r.op, r.newJTI, err); err != nil {
+		if err := rollback(tx, r.String(), r.newJTI, err); err != nil {
 			return err
 		}
 		return b.rotateRefused(ctx, r)
@@ -266,7 +279,7 @@ func (b *Backend) rotateOnce(ctx context.Context, r *rotation) error {
 				return b.commitRotation(ctx, p, tx, r)
 			}
 		}
-		if err := rollback(tx, r.op, r.newJTI, err); err != nil {
+		if err := rollback(tx, r.String(), r.newJTI, err); err != nil {
 			return err
 		}
 		return errRaced // revoked since the SELECT: read again
@@ -286,15 +299,15 @@ func (b *Backend) rotateMariaDB(ctx context.Context, r *rotation) error {
 	n, err := exec(pctx, tx, b.q.rotate, b.rotateArgs(r)...)
 	if err == nil && n == 1 {
 		var found bool
-		found, err = queryRow(pctx, tx, b.q.rotateInsert, []any{r.newArg, r.oldArg}, &out.Scope, &out.Sub, nullUUIDCol{&out.FamilyID})
+		found, err = queryRow(pctx, tx, b.q.rotateInsert, append(r.argv[:0], r.newAny, r.oldAny), &out.Scope, &out.Sub, nullUUIDCol{&out.FamilyID})
 		if err == nil && found {
 			return b.commitRotation(ctx, p, tx, r)
 		}
 		if err == nil {
-			err = fmt.Errorf("authdb: %s: the revoked token vanished before the copy", r.op)
+			err = fmt.Errorf("authdb: %s: the revoked token vanished before the copy", r.String())
 		}
 	}
-	if err := rollback(tx, r.op, r.newJTI, err); err != nil {
+	if err := rollback(tx, r.String(), r.newJTI, err); err != nil {
 		return err
 	}
 	return b.rotateRefused(ctx, r)
@@ -342,7 +355,7 @@ func (b *Backend) rotateRefused(ctx context.Context, r *rotation) error {
 // by refuse.
 func (b *Backend) rotationRefused(ctx context.Context, r *rotation, st rotState) error {
 	if !st.found {
-		return fmt.Errorf("authdb: %s: %w", r.op, backend.ErrNotFound)
+		return fmt.Errorf("authdb: %s: %w", r.String(), backend.ErrNotFound)
 	}
 	revokedOut := func() error {
 		r.out = backend.RefreshToken{JTI: r.oldJTI, Status: backend.TokenRevoked, Scope: st.scope, Sub: st.sub,
@@ -353,7 +366,7 @@ func (b *Backend) rotationRefused(ctx context.Context, r *rotation, st rotState)
 		return revokedOut()
 	}
 	if r.bounds.Expired(st.fam) {
-		return fmt.Errorf("authdb: %s: family %s older than the family lifetime: %w", r.op, st.fam, backend.ErrExpired)
+		return fmt.Errorf("authdb: %s: family %s older than the family lifetime: %w", r.String(), st.fam, backend.ErrExpired)
 	}
 	if st.succCreated && r.bounds.InGrace(st.replaced) {
 		return revokedOut()
@@ -384,7 +397,7 @@ func (b *Backend) refuse(ctx context.Context, r *rotation, st rotState) error {
 		return safeToRetry(err) // revoking again does no harm
 	}
 	b.reused(ctx, backend.ReuseEvent{Sub: st.sub, JTI: r.oldJTI, FamilyID: st.fam, Scope: scope, Revoked: n})
-	return fmt.Errorf("authdb: %s: replayed; %d tokens of the %s revoked: %w", r.op, n, scope, backend.ErrTokenReused)
+	return fmt.Errorf("authdb: %s: replayed; %d tokens of the %s revoked: %w", r.String(), n, scope, backend.ErrTokenReused)
 }
 
 // revokeFamilyOf revokes the CREATED tokens of family fam and returns how
@@ -443,7 +456,11 @@ func dupAsExists(op string, newJTI uuid.UUID, err error) error {
 // not told a rotation failed that landed (its retry with the old token
 // would be taken for a replay).
 func (b *Backend) commitRotation(ctx context.Context, p *probe, tx txQuerier, r *rotation) error {
-	return b.settle(ctx, r.op, p, tx.Commit(), true, func(rctx context.Context) (verdict, error) {
+	err := tx.Commit()
+	if err == nil {
+		return nil // the success path builds no name and no read-back
+	}
+	return b.settle(ctx, r.String(), p, err, true, func(rctx context.Context) (verdict, error) {
 		return b.rotationVerdict(rctx, r)
 	})
 }

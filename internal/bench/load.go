@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -186,6 +187,9 @@ func RunLoad(ctx context.Context, im *Impl, plan LoadPlan) (LoadStats, error) {
 	deadline := start.Add(plan.Duration)
 	for w := range g {
 		wg.Go(func() {
+			// A CPU profile (-test.cpuprofile) tells the implementations
+			// apart by this label: go tool pprof -tagfocus impl=authdb.
+			pprof.SetGoroutineLabels(pprof.WithLabels(ctx, pprof.Labels("impl", im.Name)))
 			l := &locals[w]
 			l.lat = make([]time.Duration, 0, 1024)
 			b := store(w)
