@@ -169,14 +169,15 @@ func (b *Backend) RevokeUserRefreshTokens(ctx context.Context, sub string) (int6
 // A new JTI that exists fails the INSERT: the transaction (or the single
 // statement) is rolled back and backend.ErrAlreadyExists returned.
 func (b *Backend) RotateRefreshToken(ctx context.Context, oldJTI, newJTI uuid.UUID) (backend.RefreshToken, error) {
-	if err := ctx.Err(); err != nil {
-		return backend.RefreshToken{}, fmt.Errorf("authdb: %s: %w", rotateOp(oldJTI), err)
+	r := &rotation{oldJTI: oldJTI, newJTI: newJTI}
+	if ctx.Err() != nil {
+		return backend.RefreshToken{}, start(ctx, r.String())
 	}
 	if err := backend.CheckJTI("new_jti", newJTI); err != nil {
-		return backend.RefreshToken{}, fmt.Errorf("authdb: %s: %w", rotateOp(oldJTI), err)
+		return backend.RefreshToken{}, fmt.Errorf("authdb: %s: %w", r, err)
 	}
-	r := &rotation{oldJTI: oldJTI, newJTI: newJTI, bounds: b.opts.RotationBounds(),
-		oldArg: b.idArg(oldJTI), newArg: b.idArg(newJTI)}
+	r.bounds = b.opts.RotationBounds()
+	r.oldArg, r.newArg = b.idArg(oldJTI), b.idArg(newJTI)
 	r.oldAny, r.newAny = r.oldArg, r.newArg
 	err := b.retryRaced(ctx, r, func() error {
 		r.out = backend.RefreshToken{JTI: oldJTI, Status: backend.TokenRevoked, ReplacedBy: newJTI}
@@ -202,9 +203,7 @@ type rotation struct {
 }
 
 // String is the rotation's name in errors: "rotate refresh token <old JTI>".
-func (r *rotation) String() string { return rotateOp(r.oldJTI) }
-
-func rotateOp(oldJTI uuid.UUID) string { return "rotate refresh token " + oldJTI.String() }
+func (r *rotation) String() string { return "rotate refresh token " + r.oldJTI.String() }
 
 // rotateArgs are the arguments of the conditional update (q.rotate):
 // new, old[, family bound][, new on PostgreSQL, for the CTE's INSERT]. They
